@@ -1,0 +1,215 @@
+"""The DuckDB metadata index: patients, studies, series and instances.
+
+Derived data: rows are written from manifests, after the LMDB catalog has
+committed, and replayed from the catalog's change log after a crash. Reads
+use their own cursor, so queries run while an ingest goes on.
+
+The database is opened with external access off: no SQL run here can read
+or write files or reach the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from dicomvault.archive.index import columns as col
+from dicomvault.archive.manifest import Manifest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS index_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS patients (
+    patient_key VARCHAR PRIMARY KEY,
+    patient_id VARCHAR,
+    issuer_of_patient_id VARCHAR,
+    patient_name VARCHAR,
+    patient_birth_date DATE,
+    patient_sex VARCHAR
+);
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid VARCHAR PRIMARY KEY,
+    patient_key VARCHAR,
+    patient_id VARCHAR,
+    patient_name VARCHAR,
+    study_date DATE,
+    study_time VARCHAR,
+    accession_number VARCHAR,
+    study_id VARCHAR,
+    study_description VARCHAR,
+    referring_physician_name VARCHAR
+);
+CREATE TABLE IF NOT EXISTS series (
+    series_uid VARCHAR PRIMARY KEY,
+    study_uid VARCHAR,
+    modality VARCHAR,
+    series_number INTEGER,
+    series_description VARCHAR,
+    body_part_examined VARCHAR,
+    series_date DATE
+);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid VARCHAR PRIMARY KEY,
+    series_uid VARCHAR,
+    study_uid VARCHAR,
+    sop_class_uid VARCHAR,
+    instance_number INTEGER,
+    transfer_syntax_uid VARCHAR,
+    rows INTEGER,
+    columns INTEGER,
+    number_of_frames INTEGER,
+    bits_allocated INTEGER,
+    size_bytes BIGINT,
+    sha256 VARCHAR,
+    tier VARCHAR,
+    version VARCHAR,
+    stored_at TIMESTAMP,
+    calling_application VARCHAR,
+    dicom_json JSON
+);
+"""
+
+_TABLES = ("instances", "series", "studies", "patients")
+
+
+def _patient_key(meta: dict[str, Any]) -> str:
+    return f"{col.text(meta, 'IssuerOfPatientID') or ''}|{col.text(meta, 'PatientID') or ''}"
+
+
+def _rows(manifest: Manifest, tier: str) -> dict[str, tuple[Any, ...]]:
+    meta = manifest.metadata
+    pkey = _patient_key(meta)
+    pixel = manifest.pixel or {}
+    return {
+        "patients": (
+            pkey,
+            col.text(meta, "PatientID"),
+            col.text(meta, "IssuerOfPatientID"),
+            col.text(meta, "PatientName"),
+            col.date(meta, "PatientBirthDate"),
+            col.text(meta, "PatientSex"),
+        ),
+        "studies": (
+            manifest.study_uid,
+            pkey,
+            col.text(meta, "PatientID"),
+            col.text(meta, "PatientName"),
+            col.date(meta, "StudyDate"),
+            col.text(meta, "StudyTime"),
+            col.text(meta, "AccessionNumber"),
+            col.text(meta, "StudyID"),
+            col.text(meta, "StudyDescription"),
+            col.text(meta, "ReferringPhysicianName"),
+        ),
+        "series": (
+            manifest.series_uid,
+            manifest.study_uid,
+            col.text(meta, "Modality"),
+            col.integer(meta, "SeriesNumber"),
+            col.text(meta, "SeriesDescription"),
+            col.text(meta, "BodyPartExamined"),
+            col.date(meta, "SeriesDate"),
+        ),
+        "instances": (
+            manifest.sop_instance_uid,
+            manifest.series_uid,
+            manifest.study_uid,
+            manifest.sop_class_uid,
+            col.integer(meta, "InstanceNumber"),
+            manifest.transfer_syntax_uid,
+            pixel.get("rows"),
+            pixel.get("columns"),
+            manifest.frames.get("count") or (pixel.get("number_of_frames") if pixel else None),
+            pixel.get("bits_allocated"),
+            manifest.size,
+            manifest.sha256,
+            tier,
+            manifest.version,
+            dt.datetime.fromisoformat(manifest.stored_at).replace(tzinfo=None),
+            manifest.calling_application,
+            json.dumps(meta),
+        ),
+    }
+
+
+class MetadataIndex:
+    """Typed metadata tables in one DuckDB file.
+
+    Parameters
+    ----------
+    path
+        The DuckDB database file; created when missing.
+    """
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._con = duckdb.connect(
+            str(path),
+            config={
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            },
+        )
+        self._write_lock = threading.Lock()
+        self._con.execute(SCHEMA)
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._con.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for one reader thread."""
+        return self._con.cursor()
+
+    def applied_seq(self) -> int:
+        """The catalog change sequence this index has caught up to."""
+        row = self.cursor().execute(
+            "SELECT value FROM index_meta WHERE key = 'applied_seq'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_seq(self, cur: duckdb.DuckDBPyConnection, seq: int) -> None:
+        cur.execute(
+            "INSERT OR REPLACE INTO index_meta VALUES ('applied_seq', ?)", [str(seq)]
+        )
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, manifest: Manifest, tier: str) -> None:
+        for table, row in _rows(manifest, tier).items():
+            marks = ", ".join("?" for _ in row)
+            cur.execute(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", list(row))
+
+    def apply(self, manifest: Manifest, tier: str, seq: int) -> None:
+        """Index one stored instance version and record ``seq`` as applied."""
+        with self._write_lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                self._insert(cur, manifest, tier)
+                self._set_seq(cur, seq)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def replace_all(self, entries: Iterable[tuple[Manifest, str]], seq: int) -> None:
+        """Empty every table and refill it, in one transaction."""
+        with self._write_lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for table in _TABLES:
+                    cur.execute(f"DELETE FROM {table}")
+                for manifest, tier in entries:
+                    self._insert(cur, manifest, tier)
+                self._set_seq(cur, seq)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
