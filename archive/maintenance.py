@@ -159,12 +159,12 @@ def catch_up(index: Index, tiers: dict[str, Tier]) -> int:
 
 
 def _refill_metadata(index: Index, tiers: dict[str, Tier], seq: int) -> None:
-    def entries() -> Iterator[tuple[Manifest, str]]:
-        for record in index.catalog.iter_records():
-            version = record.current_version
-            yield _read_manifest(tiers[version.tier], version.prefix), version.tier
-
-    index.metadata.replace_all(entries(), seq)
+    entries = []
+    for record in index.catalog.iter_records():
+        version = record.current_version
+        entries.append((_read_manifest(tiers[version.tier], version.prefix), version.tier))
+    entries.sort(key=lambda entry: entry[0].stored_at)
+    index.metadata.replace_all(entries, seq)
 
 
 def rebuild_index(index: Index, tiers: dict[str, Tier]) -> tuple[int, int, float]:
@@ -190,7 +190,10 @@ def rebuild_index(index: Index, tiers: dict[str, Tier]) -> tuple[int, int, float
             record.current = manifest.version
             record.study_uid, record.series_uid = manifest.study_uid, manifest.series_uid
     seq = index.catalog.replace_all(list(records.values()))
-    index.metadata.replace_all(manifests.values(), seq)
+    # In the order they were stored, so that patient and study rows end with
+    # the values of the newest instance, as they did before the rebuild.
+    ordered = sorted(manifests.values(), key=lambda entry: entry[0].stored_at)
+    index.metadata.replace_all(ordered, seq)
     seconds = time.monotonic() - started
     studies = len({r.study_uid for r in records.values()})
     lk.log_event(logger, lk.INDEX_REBUILT,

@@ -66,9 +66,9 @@ def _like(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _date(value: str, keyword: str) -> dt.date:
+def _date(part: str, keyword: str, value: str) -> dt.date:
     try:
-        return dt.datetime.strptime(value.strip(), "%Y%m%d").date()
+        return dt.datetime.strptime(part.strip(), "%Y%m%d").date()
     except ValueError:
         raise InvalidInputError(
             f"{keyword} value {value!r} is not a date YYYYMMDD or a range "
@@ -89,14 +89,14 @@ def _condition(keyword: str, value: str) -> tuple[str, list[Any]]:
             parts, params = [], []
             if low:
                 parts.append(f"{expr} >= ?")
-                params.append(_date(low, keyword))
+                params.append(_date(low, keyword, value))
             if high:
                 parts.append(f"{expr} <= ?")
-                params.append(_date(high, keyword))
+                params.append(_date(high, keyword, value))
             if not parts:
                 raise InvalidInputError(f"{keyword} range {value!r} has no bounds")
             return " AND ".join(parts), params
-        return f"{expr} = ?", [_date(value, keyword)]
+        return f"{expr} = ?", [_date(value, keyword, value)]
     if kind == "uid":
         uids = [u.strip() for u in value.split("\\") if u.strip()]
         return f"{expr} IN ({', '.join('?' for _ in uids)})", uids

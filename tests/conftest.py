@@ -23,9 +23,15 @@ def seaweed() -> Iterator[SeaweedServer]:
 
 
 @pytest.fixture
-def s3_tier_url() -> str:
-    """``s3://<fresh bucket>/tier``: a bucket name no other test uses."""
-    return f"s3://dv-test-{uuid.uuid4().hex[:20]}/tier"
+def s3_tier_url(seaweed: SeaweedServer) -> Iterator[str]:
+    """``s3://<fresh bucket>/tier`` on ``seaweed``; the bucket is removed after.
+
+    Removing matters: SeaweedFS gives every bucket its own volumes, and the
+    default server has room for the data of only two buckets at a time.
+    """
+    bucket = f"dv-test-{uuid.uuid4().hex[:20]}"
+    yield f"s3://{bucket}/tier"
+    seaweed.remove_bucket(bucket)
 
 
 # --- end of S3 (SeaweedFS) --------------------------------------------------

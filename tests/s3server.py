@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from http.client import HTTPException
 from pathlib import Path
 from types import TracebackType
@@ -98,6 +99,11 @@ class SeaweedServer:
     data_dir
         Where SeaweedFS keeps its data and log. A temporary folder (removed on
         stop) when omitted.
+    extra_args
+        More ``weed server`` flags, appended to the standard command line.
+        The default server has eight volume slots and SeaweedFS gives each
+        bucket its own (up to seven), so only two buckets can hold data at
+        once; ``["-volume.max=100"]`` lifts that.
 
     Attributes
     ----------
@@ -105,8 +111,11 @@ class SeaweedServer:
         ``http://127.0.0.1:<port>`` of the S3 gateway, set once started.
     """
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self._own_dir = data_dir is None
+        self.extra_args = list(extra_args)
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="seaweed-"))
         self.endpoint_url = ""
         self.s3_port = 0
@@ -143,6 +152,30 @@ class SeaweedServer:
                 "region_name": "us-east-1",
             },
         }
+
+    def filesystem(self) -> Any:
+        """A fresh ``s3fs.S3FileSystem`` on this server, for direct access."""
+        import s3fs
+
+        return s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options())
+
+    def remove_bucket(self, bucket: str) -> None:
+        """Delete a bucket and everything in it; an absent bucket is fine.
+
+        Deleting the bucket also frees the volumes SeaweedFS gave it.
+        """
+        # Plain S3 calls: s3fs's recursive rm takes about a second here.
+        fs = self.filesystem()
+        try:
+            while True:
+                listing = fs.call_s3("list_objects_v2", Bucket=bucket)
+                objects = [{"Key": item["Key"]} for item in listing.get("Contents", [])]
+                if not objects:
+                    break
+                fs.call_s3("delete_objects", Bucket=bucket, Delete={"Objects": objects})
+            fs.call_s3("delete_bucket", Bucket=bucket)
+        except FileNotFoundError:
+            pass
 
     def start(self) -> None:
         """Start the server and wait until its S3 gateway answers.
@@ -184,6 +217,7 @@ class SeaweedServer:
             f"-master.port={master}",
             f"-volume.port={volume}",
             f"-filer.port={filer}",
+            *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
             # A new session makes the server a process-group leader, so stop()
@@ -230,12 +264,10 @@ class SeaweedServer:
         # The first write waits several seconds for the master to grow a
         # volume; pay that here so that no test's timing depends on being
         # first.
-        import s3fs
-
-        fs = s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options())
+        fs = self.filesystem()
         fs.mkdir(_WARM_UP_BUCKET)
         fs.pipe_file(f"{_WARM_UP_BUCKET}/probe", b"probe")
-        fs.rm(_WARM_UP_BUCKET, recursive=True)
+        self.remove_bucket(_WARM_UP_BUCKET)
 
     def _log_tail(self, lines: int = 30) -> str:
         try:

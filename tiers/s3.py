@@ -214,7 +214,8 @@ def _parse_url(url: str) -> tuple[str, str]:
     """Split ``s3://bucket/prefix`` into bucket and (checked) prefix."""
     if not url.startswith("s3://"):
         raise ValueError(f"not an S3 URL: {url!r}; expected s3://bucket[/prefix]")
-    bucket, _, prefix = url[len("s3://") :].strip("/").partition("/")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    prefix = prefix.strip("/")
     if not bucket:
         raise ValueError(f"no bucket in S3 URL {url!r}; expected s3://bucket[/prefix]")
     return bucket, check_key(prefix) if prefix else ""

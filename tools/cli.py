@@ -54,7 +54,6 @@ def parse_frames(spec: str) -> list[int]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from dicomvault.archive.config import ConfigError, load_settings
-    from dicomvault.tools.server import run_server
 
     try:
         settings = load_settings(
@@ -69,6 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=settings.get("server.log_level"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Imported only now: the server's imports take seconds, and a bad setting
+    # should be reported at once.
+    from dicomvault.tools.server import run_server
 
     started = threading.Event()
 

@@ -132,7 +132,7 @@ def _rows(manifest: Manifest, tier: str) -> dict[str, tuple[Any, ...]]:
             manifest.version,
             dt.datetime.fromisoformat(manifest.stored_at).replace(tzinfo=None),
             manifest.calling_application,
-            json.dumps(meta),
+            json.dumps(meta, sort_keys=True),
         ),
     }
 

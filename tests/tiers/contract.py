@@ -23,9 +23,6 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import ZstdCodec
-from zarr.storage import LocalStore
-
 from dicomvault.tiers import (
     InvalidKeyError,
     ObjectExistsError,
@@ -36,6 +33,8 @@ from dicomvault.tiers import (
     open_tier,
 )
 from dicomvault.tiers.base import read_all
+from zarr.codecs import ZstdCodec
+from zarr.storage import LocalStore
 
 Corrupt = Callable[[ObjectKey, int], None]
 
@@ -76,7 +75,9 @@ class TierContract:
 
     # -- round trip --
 
-    def test_put_bytes_round_trips_and_reports_size_and_sha256(self, tier: Tier) -> None:
+    def test_put_bytes_round_trips_and_reports_size_and_sha256(
+        self, tier: Tier
+    ) -> None:
         """put_bytes stores the bytes and reports their size and checksum."""
         k = key("studies/1.2.3/1.2.4/1.2.5/v1/envelope.bin")
 

@@ -14,7 +14,6 @@ from typing import Any
 import botocore.exceptions
 import pytest
 import s3fs
-
 from dicomvault.tiers import (
     ObjectExistsError,
     ObjectKey,
@@ -65,12 +64,14 @@ class TestS3TierOnly:
     ) -> None:
         """Constructing a tier creates its bucket when it does not exist."""
         bucket = s3_tier_url.removeprefix("s3://").split("/")[0]
-        fs = s3fs.S3FileSystem(skip_instance_cache=True, **seaweed.storage_options())
-        assert bucket not in fs.ls("", refresh=True)
+        fs = seaweed.filesystem()
+        # SeaweedFS leaves buckets out of ListBuckets while no identities are
+        # configured, so ask for the bucket itself.
+        assert not fs.exists(bucket)
 
         S3Tier("hot", s3_tier_url, seaweed.storage_options())
 
-        assert bucket in fs.ls("", refresh=True)
+        assert fs.exists(bucket)
 
     def test_objects_live_under_the_url_prefix(
         self, seaweed: SeaweedServer, s3_tier_url: str
@@ -78,7 +79,7 @@ class TestS3TierOnly:
         """Keys are stored below the URL's prefix and listed relative to it."""
         tier = S3Tier("hot", s3_tier_url, seaweed.storage_options())
         tier.put_bytes(ObjectKey("a/b"), b"1", sha256=_sha256(b"1"))
-        fs = s3fs.S3FileSystem(skip_instance_cache=True, **seaweed.storage_options())
+        fs = seaweed.filesystem()
 
         bucket_and_prefix = s3_tier_url.removeprefix("s3://")
 
