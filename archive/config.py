@@ -31,7 +31,7 @@ ENV_SEPARATOR = "__"
 SECRET_OPTIONS = ("key", "secret", "token", "password", "aws_secret_access_key")
 
 
-class ConfigError(InvalidInputError):
+class ConfigError(InvalidInputError):  # type: ignore[misc]
     """A setting is unknown or has a bad value."""
 
 
@@ -67,37 +67,86 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("server.data_dir", str, "data",
-         "Folder for the index, spool and (by default) the tiers. Example: "
-         "`data_dir = \"/srv/dicomvault\"`."),
-    Spec("server.grpc_host", str, "127.0.0.1",
-         "Address the gRPC server binds to. Example: `grpc_host = \"0.0.0.0\"`."),
+    Spec(
+        "server.data_dir",
+        str,
+        "data",
+        "Folder for the index, spool and (by default) the tiers. Example: "
+        '`data_dir = "/srv/dicomvault"`.',
+    ),
+    Spec(
+        "server.grpc_host",
+        str,
+        "127.0.0.1",
+        'Address the gRPC server binds to. Example: `grpc_host = "0.0.0.0"`.',
+    ),
     Spec("server.grpc_port", int, 50051, "gRPC port; 0 picks a free one.", _port),
-    Spec("server.workers", int, 16,
-         "Threads serving gRPC requests at once. Example: `workers = 32`.",
-         _positive),
-    Spec("server.log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR.",
-         _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
-    Spec("storage.default_tier", str, "hot",
-         "Tier that receives new instances. Example: `default_tier = \"hot\"`."),
-    Spec("storage.shard_bytes", int, 32 << 20,
-         "Target size of one Zarr shard of frames (uncompressed). Larger "
-         "shards mean fewer objects; a frame is always one ranged read.",
-         _positive),
-    Spec("ingest.on_conflict", str, "reject",
-         "What to do when a SOP Instance UID arrives again with different "
-         "bytes: `reject` it with a reason, or keep it as a new `version` "
-         "beside the old one. Identical bytes are always a duplicate.",
-         _one_of("reject", "version")),
-    Spec("ingest.max_instance_bytes", int, 64 << 30,
-         "Largest instance accepted, in bytes. Example: `max_instance_bytes = "
-         "10737418240` (10 GiB).", _positive),
-    Spec("ingest.chunk_bytes", int, 1 << 20,
-         "Size of the chunks the server streams on retrieval.", _positive),
-    Spec("sql.max_rows", int, 1_000_000,
-         "Most rows one SQL query may return before it is refused.", _positive),
-    Spec("sql.timeout_seconds", float, 30.0,
-         "Longest a SQL query may run before it is interrupted.", _positive),
+    Spec(
+        "server.workers",
+        int,
+        16,
+        "Threads serving gRPC requests at once. Example: `workers = 32`.",
+        _positive,
+    ),
+    Spec(
+        "server.log_level",
+        str,
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR.",
+        _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+    Spec(
+        "storage.default_tier",
+        str,
+        "hot",
+        'Tier that receives new instances. Example: `default_tier = "hot"`.',
+    ),
+    Spec(
+        "storage.shard_bytes",
+        int,
+        32 << 20,
+        "Target size of one Zarr shard of frames (uncompressed). Larger "
+        "shards mean fewer objects; a frame is always one ranged read.",
+        _positive,
+    ),
+    Spec(
+        "ingest.on_conflict",
+        str,
+        "reject",
+        "What to do when a SOP Instance UID arrives again with different "
+        "bytes: `reject` it with a reason, or keep it as a new `version` "
+        "beside the old one. Identical bytes are always a duplicate.",
+        _one_of("reject", "version"),
+    ),
+    Spec(
+        "ingest.max_instance_bytes",
+        int,
+        64 << 30,
+        "Largest instance accepted, in bytes. Example: `max_instance_bytes = "
+        "10737418240` (10 GiB).",
+        _positive,
+    ),
+    Spec(
+        "ingest.chunk_bytes",
+        int,
+        1 << 20,
+        "Size of the chunks the server streams on retrieval.",
+        _positive,
+    ),
+    Spec(
+        "sql.max_rows",
+        int,
+        1_000_000,
+        "Most rows one SQL query may return before it is refused.",
+        _positive,
+    ),
+    Spec(
+        "sql.timeout_seconds",
+        float,
+        30.0,
+        "Longest a SQL query may run before it is interrupted.",
+        _positive,
+    ),
     Spec("sql.batch_rows", int, 1000, "Rows per streamed SQL batch.", _positive),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
@@ -180,21 +229,29 @@ def _flatten(table: Mapping[str, Any], origin: str) -> dict[str, Any]:
     return flat
 
 
-def _tiers(table: Mapping[str, Any], data_dir: Path, origin: str) -> dict[str, TierSettings]:
+def _tiers(
+    table: Mapping[str, Any], data_dir: Path, origin: str
+) -> dict[str, TierSettings]:
     tiers: dict[str, TierSettings] = {}
     for name, conf in table.items():
         if not isinstance(conf, Mapping) or "url" not in conf:
             raise ConfigError(f"{origin}: tier {name!r} needs a table with a url")
         unknown = set(conf) - {"url", "storage_options", "zstd_level"}
         if unknown:
-            raise ConfigError(f"{origin}: tier {name!r} has unknown keys {sorted(unknown)}")
+            raise ConfigError(
+                f"{origin}: tier {name!r} has unknown keys {sorted(unknown)}"
+            )
         level = conf.get("zstd_level", 3)
         if not isinstance(level, int) or not 1 <= level <= 22:
-            raise ConfigError(f"{origin}: tier {name!r} zstd_level {level!r} must be 1-22")
+            raise ConfigError(
+                f"{origin}: tier {name!r} zstd_level {level!r} must be 1-22"
+            )
         url = str(conf["url"])
         if "://" not in url and not Path(url).is_absolute():
             url = str(data_dir / url)
-        tiers[name] = TierSettings(name, url, dict(conf.get("storage_options", {})), level)
+        tiers[name] = TierSettings(
+            name, url, dict(conf.get("storage_options", {})), level
+        )
     return tiers
 
 
@@ -240,7 +297,8 @@ def load_settings(
             continue
         if name not in env_names:
             raise ConfigError(
-                f"unknown environment variable {name}; known: {', '.join(sorted(env_names))}"
+                f"unknown environment variable {name}; "
+                f"known: {', '.join(sorted(env_names))}"
             )
         raw[env_names[name].key] = (value, f"environment {name}")
 
@@ -261,4 +319,6 @@ def load_settings(
             f"setting storage.default_tier: {values['storage.default_tier']!r} is not "
             f"a configured tier ({', '.join(tiers)})"
         )
-    return Settings(MappingProxyType(values), MappingProxyType(tiers), ", ".join(sources))
+    return Settings(
+        MappingProxyType(values), MappingProxyType(tiers), ", ".join(sources)
+    )

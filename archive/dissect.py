@@ -163,7 +163,9 @@ def _int(ds: Dataset, keyword: str, default: int) -> int:
 
 
 def _pixel_info(ds: Dataset, keyword: str) -> PixelInfo:
-    missing = [k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")]
+    missing = [
+        k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")
+    ]
     if missing:
         raise MalformedDicomError(
             f"pixel data present but {', '.join(missing)} missing; the frames "
@@ -233,7 +235,9 @@ def _element_header(
     return tag, vr, length, 8
 
 
-def _fragments(fh: BinaryIO, start: int, size: int) -> tuple[bytes, list[tuple[int, int]], int]:
+def _fragments(
+    fh: BinaryIO, start: int, size: int
+) -> tuple[bytes, list[tuple[int, int]], int]:
     """Walk encapsulated pixel data items (PS3.5 A.4) from ``start``.
 
     Returns the basic offset table bytes, the (offset, length) of each
@@ -330,7 +334,9 @@ def _extended_offsets(ds: Dataset) -> list[int] | None:
     return list(struct.unpack(f"<{len(data) // 8}Q", data))
 
 
-def _read_trailer(fh: BinaryIO, start: int, size: int, implicit: bool, little: bool) -> Dataset | None:
+def _read_trailer(
+    fh: BinaryIO, start: int, size: int, implicit: bool, little: bool
+) -> Dataset | None:
     if start >= size or size - start > _MAX_TRAILER_PARSE:
         return None
     fh.seek(start)
@@ -405,9 +411,15 @@ def _plan(fh: BinaryIO, ds: Dataset, header_end: int, size: int) -> Dissection:
     sop, sop_class, study, series = _identify(ds)
     ts, inferred = _transfer_syntax(ds)
     implicit, little = ds.original_encoding
+    # pydicom records both flags whenever it reads a file, as it did here.
+    assert implicit is not None and little is not None
 
-    def result(pixel: PixelInfo | None, plan: FramePlan, segments: list[Segment]) -> Dissection:
-        return Dissection(ds, sop, sop_class, study, series, ts, inferred, pixel, plan, segments, size)
+    def result(
+        pixel: PixelInfo | None, plan: FramePlan, segments: list[Segment]
+    ) -> Dissection:
+        return Dissection(
+            ds, sop, sop_class, study, series, ts, inferred, pixel, plan, segments, size
+        )
 
     whole: list[Segment] = [("L", 0, size)]
     if ts == DeflatedExplicitVRLittleEndian or header_end >= size:
@@ -425,13 +437,17 @@ def _plan(fh: BinaryIO, ds: Dataset, header_end: int, size: int) -> Dissection:
     fh.seek(header_end)
     tag, _vr, length, header_size = _element_header(fh, implicit, little)
     if tag not in PIXEL_TAGS:
-        raise MalformedDicomError(f"expected pixel data at byte {header_end}, found tag {tag:08X}")
+        raise MalformedDicomError(
+            f"expected pixel data at byte {header_end}, found tag {tag:08X}"
+        )
     pixel = _pixel_info(ds, PIXEL_TAGS[tag])
     value_offset = header_end + header_size
 
     if length == _UNDEFINED:
         bot, fragments, end = _fragments(fh, value_offset, size)
-        frames = _split_frames(fh, fragments, bot, pixel.number_of_frames, _extended_offsets(ds))
+        frames = _split_frames(
+            fh, fragments, bot, pixel.number_of_frames, _extended_offsets(ds)
+        )
         if isinstance(frames, str):
             return result(pixel, FramePlan("whole", why_whole=frames), whole)
         trailer = _read_trailer(fh, end, size, implicit, little)
@@ -458,15 +474,29 @@ def _plan(fh: BinaryIO, ds: Dataset, header_end: int, size: int) -> Dissection:
             "remain in the file (truncated upload?)"
         )
     if frame_nbytes == 0:
-        bits = pixel.rows * pixel.columns * pixel.samples_per_pixel * pixel.number_of_frames
-        if length not in ((bits + 7) // 8, (bits + 7) // 8 + 1) and length != ((bits + 15) // 16) * 2:
+        bits = (
+            pixel.rows
+            * pixel.columns
+            * pixel.samples_per_pixel
+            * pixel.number_of_frames
+        )
+        if (
+            length not in ((bits + 7) // 8, (bits + 7) // 8 + 1)
+            and length != ((bits + 15) // 16) * 2
+        ):
             raise MalformedDicomError(
                 f"pixel data length {length} does not match {pixel.rows} rows x "
                 f"{pixel.columns} columns x {pixel.samples_per_pixel} samples x "
                 f"{pixel.number_of_frames} frames at 1 bit ({(bits + 7) // 8} bytes)"
             )
-        return result(pixel, FramePlan("whole", why_whole="1-bit frames are not byte aligned"), whole)
-    if length not in (expected, expected + 1) or (length == expected + 1 and expected % 2 == 0):
+        return result(
+            pixel,
+            FramePlan("whole", why_whole="1-bit frames are not byte aligned"),
+            whole,
+        )
+    if length not in (expected, expected + 1) or (
+        length == expected + 1 and expected % 2 == 0
+    ):
         raise MalformedDicomError(
             f"pixel data length {length} does not match {pixel.rows} rows x "
             f"{pixel.columns} columns x {pixel.samples_per_pixel} samples x "

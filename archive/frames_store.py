@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -34,7 +34,12 @@ def shard_frames(frame_nbytes: int, count: int, shard_bytes: int) -> int:
 
 
 def create_native(
-    path: Path, count: int, shape: tuple[int, ...], dtype: np.dtype, per_shard: int, zstd_level: int
+    path: Path,
+    count: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    per_shard: int,
+    zstd_level: int,
 ) -> zarr.Array[Any]:
     """Create the frame array of a native instance in a local folder."""
     return zarr.create_array(
@@ -64,7 +69,9 @@ def create_bitstreams(path: Path, count: int, per_shard: int) -> zarr.Array[Any]
     )
 
 
-def write_block(array: zarr.Array[Any], start: int, frames: list[bytes] | np.ndarray) -> None:
+def write_block(
+    array: zarr.Array[Any], start: int, frames: list[bytes] | np.ndarray
+) -> None:
     """Write frames ``start ...`` (a whole shard at a time, ideally)."""
     if isinstance(frames, np.ndarray):
         array[start : start + len(frames)] = frames
@@ -76,7 +83,8 @@ def write_block(array: zarr.Array[Any], start: int, frames: list[bytes] | np.nda
 
 def read_block(array: zarr.Array[Any], start: int, stop: int) -> Iterator[bytes]:
     """Yield the stored bytes of frames ``start:stop`` in order."""
-    block = array[start:stop]
+    # A slice of a zarr array is a numpy array; zarr types it more broadly.
+    block = cast("np.ndarray[Any, Any]", array[start:stop])
     if array.dtype == np.dtype(object) or block.dtype == np.dtype(object):
         for item in block:
             yield bytes(item)

@@ -26,7 +26,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -72,7 +72,9 @@ class StoreOutcome:
 
 def frame_description(pixel: dict[str, object] | object) -> FrameDescription:
     """The codec-level description of a manifest's or dissection's pixels."""
-    data = pixel if isinstance(pixel, dict) else pixel.to_dict()  # type: ignore[attr-defined]
+    data: dict[str, Any] = (
+        pixel if isinstance(pixel, dict) else pixel.to_dict()  # type: ignore[attr-defined]
+    )
     return FrameDescription(
         rows=int(data["rows"]),
         columns=int(data["columns"]),
@@ -90,7 +92,9 @@ def frame_description(pixel: dict[str, object] | object) -> FrameDescription:
 def _read_exact(fh: BinaryIO, n: int) -> bytes:
     data = fh.read(n)
     if len(data) != n:
-        raise InvalidInputError(f"upload changed while being read ({len(data)} of {n} bytes)")
+        raise InvalidInputError(
+            f"upload changed while being read ({len(data)} of {n} bytes)"
+        )
     return data
 
 
@@ -157,81 +161,127 @@ class Ingestor:
             existing = self.index.catalog.get(dis.sop_instance_uid)
             new_version = False
             if existing is not None:
-                for version in existing.versions.values():
-                    if version.sha256 == sha256:
+                for stored in existing.versions.values():
+                    if stored.sha256 == sha256:
                         return StoreOutcome(
-                            "duplicate", dis.sop_instance_uid, existing.study_uid,
-                            existing.series_uid, sha256, size, version.version,
-                            f"identical to stored version {version.version}",
+                            "duplicate",
+                            dis.sop_instance_uid,
+                            existing.study_uid,
+                            existing.series_uid,
+                            sha256,
+                            size,
+                            stored.version,
+                            f"identical to stored version {stored.version}",
                         )
                 if self.on_conflict != "version":
                     current = existing.current_version
                     raise ConflictError(
-                        f"SOP Instance UID {dis.sop_instance_uid} is already stored with "
-                        f"sha256 {current.sha256}; this upload has sha256 {sha256}. "
-                        "Set ingest.on_conflict = \"version\" to keep both."
+                        f"SOP Instance UID {dis.sop_instance_uid} is already stored "
+                        f"with sha256 {current.sha256}; "
+                        f"this upload has sha256 {sha256}. "
+                        'Set ingest.on_conflict = "version" to keep both.'
                     )
                 new_version = True
             version = sha256[:16]
             self._write(dis, upload, sha256, size, version, calling_application)
         outcome = "stored_new_version" if new_version else "stored"
         return StoreOutcome(
-            outcome, dis.sop_instance_uid, dis.study_uid, dis.series_uid, sha256, size, version
+            outcome,
+            dis.sop_instance_uid,
+            dis.study_uid,
+            dis.series_uid,
+            sha256,
+            size,
+            version,
         )
 
     def _write(
-        self, dis: Dissection, upload: Path, sha256: str, size: int, version: str,
+        self,
+        dis: Dissection,
+        upload: Path,
+        sha256: str,
+        size: int,
+        version: str,
         calling_application: str,
     ) -> None:
         tier_name = self.default_tier
         tier = self.tiers[tier_name]
-        prefix = instance_prefix(dis.study_uid, dis.series_uid, dis.sop_instance_uid, version)
+        prefix = instance_prefix(
+            dis.study_uid, dis.series_uid, dis.sop_instance_uid, version
+        )
         op_id = uuid.uuid4().hex
         stage = self.spool_dir / f"stage-{op_id}"
         stage.mkdir(parents=True)
         written: list[ObjectKey] = []
         try:
-            manifest = self._stage(dis, upload, stage, sha256, size, version,
-                                   calling_application, self.zstd_levels.get(tier_name, 3))
+            manifest = self._stage(
+                dis,
+                upload,
+                stage,
+                sha256,
+                size,
+                version,
+                calling_application,
+                self.zstd_levels.get(tier_name, 3),
+            )
 
             # The intent is durable before the first object lands, so a crash
             # from here on is found and resolved at the next start.
-            self.index.catalog.begin_intent(op_id, {
-                "tier": tier_name, "prefix": prefix, "sop_instance_uid": dis.sop_instance_uid,
-            })
+            self.index.catalog.begin_intent(
+                op_id,
+                {
+                    "tier": tier_name,
+                    "prefix": prefix,
+                    "sop_instance_uid": dis.sop_instance_uid,
+                },
+            )
             for obj in manifest.objects:
                 key = make_key(prefix, obj["key"])
                 self._put(tier, key, stage / obj["key"], obj["sha256"])
                 written.append(key)
             manifest_bytes = manifest.to_bytes()
             manifest_key = make_key(prefix, MANIFEST_NAME)
-            tier.put_bytes(manifest_key, manifest_bytes,
-                           sha256=hashlib.sha256(manifest_bytes).hexdigest())
+            tier.put_bytes(
+                manifest_key,
+                manifest_bytes,
+                sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+            )
             written.append(manifest_key)
 
             record = VersionRecord(
-                version=version, tier=tier_name, prefix=prefix, sha256=sha256, size=size,
+                version=version,
+                tier=tier_name,
+                prefix=prefix,
+                sha256=sha256,
+                size=size,
                 frames=int(manifest.frames.get("count", 0)),
                 transfer_syntax_uid=dis.transfer_syntax_uid,
-                sop_class_uid=dis.sop_class_uid, stored_at=manifest.stored_at,
+                sop_class_uid=dis.sop_class_uid,
+                stored_at=manifest.stored_at,
             )
-            seq = self.index.catalog.commit_version(
-                dis.sop_instance_uid, dis.study_uid, dis.series_uid, record, op_id
-            )
+            seq = self.index.commit(manifest, record, op_id)
         except BaseException:
             self._undo(tier, written, op_id)
             raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
-        self.index.metadata.apply(manifest, tier_name, seq)
+        self.index.metadata.flush(seq)
         lk.log_event(
-            logger, lk.INSTANCE_STORED,
-            **{lk.STUDY_UID: dis.study_uid, lk.SERIES_UID: dis.series_uid,
-               lk.SOP_INSTANCE_UID: dis.sop_instance_uid, lk.VERSION: version,
-               lk.TIER: tier_name, lk.BYTES: size, lk.SHA256: sha256,
-               lk.OBJECTS: len(written), lk.FRAMES: manifest.frames.get("count", 0),
-               lk.OP_ID: op_id},
+            logger,
+            lk.INSTANCE_STORED,
+            **{
+                lk.STUDY_UID: dis.study_uid,
+                lk.SERIES_UID: dis.series_uid,
+                lk.SOP_INSTANCE_UID: dis.sop_instance_uid,
+                lk.VERSION: version,
+                lk.TIER: tier_name,
+                lk.BYTES: size,
+                lk.SHA256: sha256,
+                lk.OBJECTS: len(written),
+                lk.FRAMES: manifest.frames.get("count", 0),
+                lk.OP_ID: op_id,
+            },
         )
 
     def _put(self, tier: Tier, key: ObjectKey, source: Path, sha256: str) -> None:
@@ -252,16 +302,29 @@ class Ingestor:
                 tier.delete(key)
             self.index.catalog.end_intent(op_id)
         except Exception:  # noqa: BLE001 - the intent stays for recovery
-            logger.exception("cleanup of a failed write left objects; recovery will remove them")
+            logger.exception(
+                "cleanup of a failed write left objects; recovery will remove them"
+            )
             return
         if written:
-            lk.log_event(logger, lk.WRITE_ROLLED_BACK, **{lk.OP_ID: op_id, lk.OBJECTS: len(written)})
+            lk.log_event(
+                logger,
+                lk.WRITE_ROLLED_BACK,
+                **{lk.OP_ID: op_id, lk.OBJECTS: len(written)},
+            )
 
     # -- staging ----------------------------------------------------------
 
     def _stage(
-        self, dis: Dissection, upload: Path, stage: Path, sha256: str, size: int,
-        version: str, calling_application: str, zstd_level: int,
+        self,
+        dis: Dissection,
+        upload: Path,
+        stage: Path,
+        sha256: str,
+        size: int,
+        version: str,
+        calling_application: str,
+        zstd_level: int,
     ) -> Manifest:
         with open(upload, "rb") as src:
             frames = self._stage_frames(dis, src, stage / FRAMES_NAME, zstd_level)
@@ -270,7 +333,9 @@ class Ingestor:
         objects = []
         for path in sorted(p for p in stage.rglob("*") if p.is_file()):
             rel = path.relative_to(stage).as_posix()
-            objects.append({"key": rel, "size": path.stat().st_size, "sha256": hash_file(path)})
+            objects.append(
+                {"key": rel, "size": path.stat().st_size, "sha256": hash_file(path)}
+            )
         segments: list[list[object]] = []
         for seg in dis.segments:
             if seg[0] == "L":
@@ -311,7 +376,7 @@ class Ingestor:
 
     def _stage_frames(
         self, dis: Dissection, src: BinaryIO, path: Path, zstd_level: int
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         plan = dis.plan
         if plan.kind == "whole":
             return {"kind": "whole", "count": 0, "why": plan.why_whole}
@@ -322,8 +387,12 @@ class Ingestor:
             shape = native_shape(desc)
             dtype = native_dtype(desc) if len(shape) > 1 else np.dtype("u1")
             swap = dtype.itemsize if plan.swap and dtype.itemsize > 1 else 0
-            per_shard = frames_store.shard_frames(plan.frame_nbytes, plan.count, self.shard_bytes)
-            array = frames_store.create_native(path, plan.count, shape, dtype, per_shard, zstd_level)
+            per_shard = frames_store.shard_frames(
+                plan.frame_nbytes, plan.count, self.shard_bytes
+            )
+            array = frames_store.create_native(
+                path, plan.count, shape, dtype, per_shard, zstd_level
+            )
             for start in range(0, plan.count, per_shard):
                 n = min(per_shard, plan.count - start)
                 src.seek(plan.value_offset + start * plan.frame_nbytes)
@@ -335,16 +404,23 @@ class Ingestor:
                     hashes.append(hashlib.sha256(frame.tobytes()).hexdigest())
                 frames_store.write_block(array, start, block)
             return {
-                "kind": "native", "count": plan.count, "dtype": dtype.str,
-                "shape": list(shape), "per_shard": per_shard, "swap": swap,
-                "array": FRAMES_NAME, "sha256": hashes,
+                "kind": "native",
+                "count": plan.count,
+                "dtype": dtype.str,
+                "shape": list(shape),
+                "per_shard": per_shard,
+                "swap": swap,
+                "array": FRAMES_NAME,
+                "sha256": hashes,
             }
 
         total = sum(length for frame in plan.frames for _off, length in frame)
-        per_shard = frames_store.shard_frames(total // plan.count, plan.count, self.shard_bytes)
+        per_shard = frames_store.shard_frames(
+            total // plan.count, plan.count, self.shard_bytes
+        )
         array = frames_store.create_bitstreams(path, plan.count, per_shard)
         for start in range(0, plan.count, per_shard):
-            block = []
+            bitstreams: list[bytes] = []
             for frame in plan.frames[start : start + per_shard]:
                 parts = []
                 for offset, length in frame:
@@ -352,9 +428,13 @@ class Ingestor:
                     parts.append(_read_exact(src, length))
                 data = b"".join(parts)
                 hashes.append(hashlib.sha256(data).hexdigest())
-                block.append(data)
-            frames_store.write_block(array, start, block)
+                bitstreams.append(data)
+            frames_store.write_block(array, start, bitstreams)
         return {
-            "kind": "encapsulated", "count": plan.count, "per_shard": per_shard,
-            "array": FRAMES_NAME, "sha256": hashes, "swap": 0,
+            "kind": "encapsulated",
+            "count": plan.count,
+            "per_shard": per_shard,
+            "array": FRAMES_NAME,
+            "sha256": hashes,
+            "swap": 0,
         }

@@ -51,7 +51,7 @@ def _format(value: Any) -> str:
 
 
 def log_event(
-    logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any
+    logger: logging.Logger, event: str, level: int = logging.INFO, /, **fields: Any
 ) -> None:
     """Write one structured line: ``event=... key=value ...``."""
     if not logger.isEnabledFor(level):

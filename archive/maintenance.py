@@ -57,10 +57,15 @@ class VerifyReport:
 
 def _version_record(manifest: Manifest, tier: str) -> VersionRecord:
     return VersionRecord(
-        version=manifest.version, tier=tier, prefix=manifest.prefix, sha256=manifest.sha256,
-        size=manifest.size, frames=int(manifest.frames.get("count", 0)),
+        version=manifest.version,
+        tier=tier,
+        prefix=manifest.prefix,
+        sha256=manifest.sha256,
+        size=manifest.size,
+        frames=int(manifest.frames.get("count", 0)),
         transfer_syntax_uid=manifest.transfer_syntax_uid,
-        sop_class_uid=manifest.sop_class_uid, stored_at=manifest.stored_at,
+        sop_class_uid=manifest.sop_class_uid,
+        stored_at=manifest.stored_at,
     )
 
 
@@ -98,11 +103,8 @@ def _manifests(tiers: dict[str, Tier]) -> Iterator[tuple[str, Manifest]]:
 
 def commit_manifest(index: Index, manifest: Manifest, tier: str, op_id: str) -> None:
     """Commit a complete version found in a tier to both indexes."""
-    seq = index.catalog.commit_version(
-        manifest.sop_instance_uid, manifest.study_uid, manifest.series_uid,
-        _version_record(manifest, tier), op_id,
-    )
-    index.metadata.apply(manifest, tier, seq)
+    seq = index.commit(manifest, _version_record(manifest, tier), op_id)
+    index.metadata.flush(seq)
 
 
 def recover(index: Index, tiers: dict[str, Tier]) -> None:
@@ -110,7 +112,9 @@ def recover(index: Index, tiers: dict[str, Tier]) -> None:
     for op_id, intent in index.catalog.intents().items():
         tier = tiers.get(intent["tier"])
         if tier is None:
-            logger.error("intent %s names unknown tier %s; left open", op_id, intent["tier"])
+            logger.error(
+                "intent %s names unknown tier %s; left open", op_id, intent["tier"]
+            )
             continue
         prefix = intent["prefix"]
         try:
@@ -123,19 +127,32 @@ def recover(index: Index, tiers: dict[str, Tier]) -> None:
             for key in sorted(keys, key=lambda k: not k.endswith(MANIFEST_NAME)):
                 tier.delete(key)
             index.catalog.end_intent(op_id)
-            lk.log_event(logger, lk.WRITE_ROLLED_BACK,
-                         **{lk.OP_ID: op_id, lk.TIER: tier.name, lk.KEY: prefix,
-                            lk.OBJECTS: len(keys)})
+            lk.log_event(
+                logger,
+                lk.WRITE_ROLLED_BACK,
+                **{
+                    lk.OP_ID: op_id,
+                    lk.TIER: tier.name,
+                    lk.KEY: prefix,
+                    lk.OBJECTS: len(keys),
+                },
+            )
             continue
-        if index.catalog.get(manifest.sop_instance_uid) is None or manifest.version not in (
-            index.catalog.get(manifest.sop_instance_uid).versions  # type: ignore[union-attr]
-        ):
+        record = index.catalog.get(manifest.sop_instance_uid)
+        if record is None or manifest.version not in record.versions:
             commit_manifest(index, manifest, tier.name, op_id)
         else:
             index.catalog.end_intent(op_id)
-        lk.log_event(logger, lk.WRITE_ROLLED_FORWARD,
-                     **{lk.OP_ID: op_id, lk.TIER: tier.name,
-                        lk.SOP_INSTANCE_UID: manifest.sop_instance_uid, lk.VERSION: manifest.version})
+        lk.log_event(
+            logger,
+            lk.WRITE_ROLLED_FORWARD,
+            **{
+                lk.OP_ID: op_id,
+                lk.TIER: tier.name,
+                lk.SOP_INSTANCE_UID: manifest.sop_instance_uid,
+                lk.VERSION: manifest.version,
+            },
+        )
     catch_up(index, tiers)
 
 
@@ -150,8 +167,9 @@ def catch_up(index: Index, tiers: dict[str, Tier]) -> int:
             tier = tiers[change["tier"]]
             record = index.catalog.get(change["sop_instance_uid"])
             if record is not None and record.current == change["version"]:
-                index.metadata.apply(_read_manifest(tier, change["prefix"]), tier.name,
-                                     change["seq"])
+                index.metadata.apply(
+                    _read_manifest(tier, change["prefix"]), tier.name, change["seq"]
+                )
         count += 1
     if count:
         lk.log_event(logger, lk.INDEX_REPLAYED, **{lk.COUNT: count})
@@ -162,7 +180,9 @@ def _refill_metadata(index: Index, tiers: dict[str, Tier], seq: int) -> None:
     entries = []
     for record in index.catalog.iter_records():
         version = record.current_version
-        entries.append((_read_manifest(tiers[version.tier], version.prefix), version.tier))
+        entries.append(
+            (_read_manifest(tiers[version.tier], version.prefix), version.tier)
+        )
     entries.sort(key=lambda entry: entry[0].stored_at)
     index.metadata.replace_all(entries, seq)
 
@@ -188,7 +208,10 @@ def rebuild_index(index: Index, tiers: dict[str, Tier]) -> tuple[int, int, float
         if current is None or manifest.stored_at > current[0].stored_at:
             manifests[sop] = (manifest, tier_name)
             record.current = manifest.version
-            record.study_uid, record.series_uid = manifest.study_uid, manifest.series_uid
+            record.study_uid, record.series_uid = (
+                manifest.study_uid,
+                manifest.series_uid,
+            )
     seq = index.catalog.replace_all(list(records.values()))
     # In the order they were stored, so that patient and study rows end with
     # the values of the newest instance, as they did before the rebuild.
@@ -196,12 +219,17 @@ def rebuild_index(index: Index, tiers: dict[str, Tier]) -> tuple[int, int, float
     index.metadata.replace_all(ordered, seq)
     seconds = time.monotonic() - started
     studies = len({r.study_uid for r in records.values()})
-    lk.log_event(logger, lk.INDEX_REBUILT,
-                 **{lk.COUNT: len(records), "studies": studies, lk.SECONDS: f"{seconds:.3f}"})
+    lk.log_event(
+        logger,
+        lk.INDEX_REBUILT,
+        **{lk.COUNT: len(records), "studies": studies, lk.SECONDS: f"{seconds:.3f}"},
+    )
     return len(records), studies, seconds
 
 
-def verify(index: Index, tiers: dict[str, Tier], spool_dir: Path, repair: bool) -> VerifyReport:
+def verify(
+    index: Index, tiers: dict[str, Tier], spool_dir: Path, repair: bool
+) -> VerifyReport:
     """Re-hash every object; find leftovers; with ``repair`` remove them.
 
     Corrupt or missing objects of indexed instances are reported; they are
@@ -221,7 +249,13 @@ def verify(index: Index, tiers: dict[str, Tier], spool_dir: Path, repair: bool) 
         for key in tier.list():
             prefix = _prefix_of(key)
             if key.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
-                _leftover(tier, [key], "temporary file of an interrupted write", repair, report)
+                _leftover(
+                    tier,
+                    [key],
+                    "temporary file of an interrupted write",
+                    repair,
+                    report,
+                )
             elif prefix is None:
                 continue
             elif (name, prefix) not in indexed and (name, prefix) not in open_prefixes:
@@ -231,8 +265,13 @@ def verify(index: Index, tiers: dict[str, Tier], spool_dir: Path, repair: bool) 
 
     for leftover in sorted(spool_dir.glob("*")) if spool_dir.exists() else []:
         report.problems.append(
-            Problem("leftover", "spool", leftover.name, "spooled upload or staging folder",
-                    repaired=repair)
+            Problem(
+                "leftover",
+                "spool",
+                leftover.name,
+                "spooled upload or staging folder",
+                repaired=repair,
+            )
         )
         if repair:
             if leftover.is_dir():
@@ -246,56 +285,103 @@ def _verify_version(tier: Tier, version: VersionRecord, report: VerifyReport) ->
     try:
         manifest = _read_manifest(tier, version.prefix)
     except ObjectNotFoundError:
-        report.problems.append(Problem("missing", tier.name, f"{version.prefix}/{MANIFEST_NAME}",
-                                       "manifest of an indexed instance is missing"))
+        report.problems.append(
+            Problem(
+                "missing",
+                tier.name,
+                f"{version.prefix}/{MANIFEST_NAME}",
+                "manifest of an indexed instance is missing",
+            )
+        )
         return
     except IntegrityError as err:
-        report.problems.append(Problem("corrupt", tier.name, f"{version.prefix}/{MANIFEST_NAME}",
-                                       str(err)))
+        report.problems.append(
+            Problem("corrupt", tier.name, f"{version.prefix}/{MANIFEST_NAME}", str(err))
+        )
         return
     for obj in manifest.objects:
         key = make_key(version.prefix, obj["key"])
         try:
             found, size = _hash_object(tier, key)
         except ObjectNotFoundError:
-            report.problems.append(Problem("missing", tier.name, key, "object is missing"))
+            report.problems.append(
+                Problem("missing", tier.name, key, "object is missing")
+            )
             continue
         report.objects_checked += 1
         report.bytes_checked += size
         if found != obj["sha256"]:
-            lk.log_event(logger, lk.OBJECT_CORRUPT, logging.ERROR,
-                         **{lk.TIER: tier.name, lk.KEY: key, lk.SHA256: found,
-                            "expected_sha256": obj["sha256"]})
-            report.problems.append(Problem(
-                "corrupt", tier.name, key,
-                f"sha256 {found}, expected {obj['sha256']} ({size} bytes)"))
+            lk.log_event(
+                logger,
+                lk.OBJECT_CORRUPT,
+                logging.ERROR,
+                **{
+                    lk.TIER: tier.name,
+                    lk.KEY: key,
+                    lk.SHA256: found,
+                    "expected_sha256": obj["sha256"],
+                },
+            )
+            report.problems.append(
+                Problem(
+                    "corrupt",
+                    tier.name,
+                    key,
+                    f"sha256 {found}, expected {obj['sha256']} ({size} bytes)",
+                )
+            )
 
 
-def _leftover(tier: Tier, keys: list[ObjectKey], why: str, repair: bool,
-              report: VerifyReport) -> None:
+def _leftover(
+    tier: Tier, keys: list[ObjectKey], why: str, repair: bool, report: VerifyReport
+) -> None:
     for key in keys:
         if repair:
             tier.delete(key)
-            lk.log_event(logger, lk.LEFTOVER_DELETED, **{lk.TIER: tier.name, lk.KEY: key,
-                                                         lk.REASON: why})
-        report.problems.append(Problem("leftover", tier.name, key, why, repaired=repair))
+            lk.log_event(
+                logger,
+                lk.LEFTOVER_DELETED,
+                **{lk.TIER: tier.name, lk.KEY: key, lk.REASON: why},
+            )
+        report.problems.append(
+            Problem("leftover", tier.name, key, why, repaired=repair)
+        )
 
 
-def _unindexed(index: Index, tier: Tier, prefix: str, keys: list[ObjectKey], repair: bool,
-               report: VerifyReport) -> None:
+def _unindexed(
+    index: Index,
+    tier: Tier,
+    prefix: str,
+    keys: list[ObjectKey],
+    repair: bool,
+    report: VerifyReport,
+) -> None:
     try:
         manifest = _read_manifest(tier, prefix)
-        complete = all(tier.exists(make_key(prefix, o["key"])) for o in manifest.objects)
+        complete = all(
+            tier.exists(make_key(prefix, o["key"])) for o in manifest.objects
+        )
     except (ObjectNotFoundError, IntegrityError):
         complete = False
     if not complete:
-        _leftover(tier, sorted(keys, key=lambda k: not k.endswith(MANIFEST_NAME)),
-                  "object of an interrupted write (no complete manifest)", repair, report)
+        _leftover(
+            tier,
+            sorted(keys, key=lambda k: not k.endswith(MANIFEST_NAME)),
+            "object of an interrupted write (no complete manifest)",
+            repair,
+            report,
+        )
         return
     # A complete version the catalog does not know: keep the data and index
     # it, since deleting a complete instance could lose an image.
-    report.problems.append(Problem("unindexed", tier.name, prefix,
-                                   "complete instance version missing from the index",
-                                   repaired=repair))
+    report.problems.append(
+        Problem(
+            "unindexed",
+            tier.name,
+            prefix,
+            "complete instance version missing from the index",
+            repaired=repair,
+        )
+    )
     if repair:
         commit_manifest(index, manifest, tier.name, "verify-repair")

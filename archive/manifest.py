@@ -30,7 +30,9 @@ FRAMES_NAME = "frames.zarr"
 STUDIES_ROOT = "studies"
 
 
-def instance_prefix(study_uid: str, series_uid: str, sop_uid: str, version: str) -> ObjectKey:
+def instance_prefix(
+    study_uid: str, series_uid: str, sop_uid: str, version: str
+) -> ObjectKey:
     """The key prefix of one instance version (UIDs already checked)."""
     return make_key(STUDIES_ROOT, study_uid, series_uid, sop_uid, version)
 
@@ -63,7 +65,9 @@ class Manifest:
 
     @property
     def prefix(self) -> ObjectKey:
-        return instance_prefix(self.study_uid, self.series_uid, self.sop_instance_uid, self.version)
+        return instance_prefix(
+            self.study_uid, self.series_uid, self.sop_instance_uid, self.version
+        )
 
     def to_bytes(self) -> bytes:
         """Serialize, adding the manifest's own checksum."""
@@ -85,7 +89,9 @@ class Manifest:
             body = json.loads(data)
             recorded = body.pop("manifest_sha256")
         except (ValueError, KeyError, AttributeError):
-            raise IntegrityError(f"manifest {where} is not a dicomvault manifest") from None
+            raise IntegrityError(
+                f"manifest {where} is not a dicomvault manifest"
+            ) from None
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         found = sha256_hex(canonical)
         if found != recorded:

@@ -35,7 +35,9 @@ def dataset_to_json(ds: Dataset) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for element in ds:
             try:
-                out[f"{element.tag:08X}"] = element.to_json_dict(_bulk_uri, BULK_DATA_THRESHOLD)
+                out[f"{element.tag:08X}"] = element.to_json_dict(
+                    _bulk_uri, BULK_DATA_THRESHOLD
+                )
             except Exception:  # noqa: BLE001
                 logger.debug("element %08X left out of the JSON metadata", element.tag)
         return out

@@ -15,12 +15,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
 import zarr
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.pixels.utils import pixel_array
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicomvault.archive import frames_store
 from dicomvault.archive import logkeys as lk
@@ -34,10 +35,18 @@ from dicomvault.archive.errors import (
 )
 from dicomvault.archive.index.catalog import InstanceRecord, VersionRecord
 from dicomvault.archive.ingest import frame_description
-from dicomvault.archive.manifest import ENVELOPE_NAME, FRAMES_NAME, MANIFEST_NAME, Manifest
+from dicomvault.archive.manifest import (
+    ENVELOPE_NAME,
+    FRAMES_NAME,
+    MANIFEST_NAME,
+    Manifest,
+)
 from dicomvault.codecs import FrameDescription, decode_frame
 from dicomvault.codecs.frames import FrameDecodeError
 from dicomvault.tiers import ObjectNotFoundError, Tier, TierUnavailableError, make_key
+
+if TYPE_CHECKING:
+    from dicomvault.tiers import ObjectKey
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +112,9 @@ class Reader:
     def manifest(self, version: VersionRecord) -> Manifest:
         """The checked manifest of a version (cached)."""
         cache_key = f"{version.tier}:{version.prefix}"
-        cached = self._manifests.get(cache_key)
+        cached: Manifest | None = self._manifests.get(cache_key)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         key = make_key(version.prefix, MANIFEST_NAME)
         data = self._read(version, key)
         manifest = Manifest.from_bytes(data, f"{key} in tier {version.tier}")
@@ -117,9 +126,9 @@ class Reader:
         self._manifests.put(f"{version.tier}:{version.prefix}", None)
         self._arrays.put(f"{version.tier}:{version.prefix}", None)
 
-    def _read(self, version: VersionRecord, key: str) -> bytes:
+    def _read(self, version: VersionRecord, key: ObjectKey) -> bytes:
         try:
-            return self._tier(version).read_bytes(key)  # type: ignore[arg-type]
+            return self._tier(version).read_bytes(key)  # type: ignore[no-any-return]
         except ObjectNotFoundError:
             raise MissingObjectError(
                 f"object {key} of instance version {version.version} is missing from "
@@ -130,14 +139,17 @@ class Reader:
 
     def _array(self, version: VersionRecord) -> zarr.Array[Any]:
         cache_key = f"{version.tier}:{version.prefix}"
-        array = self._arrays.get(cache_key)
+        array: zarr.Array[Any] | None = self._arrays.get(cache_key)
         if array is None:
-            store = self._tier(version).zarr_store(make_key(version.prefix, FRAMES_NAME))
+            store = self._tier(version).zarr_store(
+                make_key(version.prefix, FRAMES_NAME)
+            )
             try:
                 array = zarr.open_array(store=store, mode="r")
             except FileNotFoundError:
                 raise MissingObjectError(
-                    f"frame array of {version.prefix} is missing from tier {version.tier}"
+                    f"frame array of {version.prefix} is missing "
+                    f"from tier {version.tier}"
                 ) from None
             self._arrays.put(cache_key, array)
         return array
@@ -171,25 +183,37 @@ class Reader:
                 found = hashlib.sha256(data).hexdigest()
                 if found != hashes[index]:
                     lk.log_event(
-                        logger, lk.OBJECT_CORRUPT, logging.ERROR,
-                        **{lk.TIER: version.tier, lk.KEY: f"{version.prefix}/{FRAMES_NAME}",
-                           lk.FRAMES: index + 1, lk.SHA256: found},
+                        logger,
+                        lk.OBJECT_CORRUPT,
+                        logging.ERROR,
+                        **{
+                            lk.TIER: version.tier,
+                            lk.KEY: f"{version.prefix}/{FRAMES_NAME}",
+                            lk.FRAMES: index + 1,
+                            lk.SHA256: found,
+                        },
                     )
                     raise IntegrityError(
-                        f"frame {index + 1} of {version.prefix} in tier {version.tier} has "
-                        f"sha256 {found}, expected {hashes[index]}; run `dicomvault verify`"
+                        f"frame {index + 1} of {version.prefix} "
+                        f"in tier {version.tier} has sha256 {found}, "
+                        f"expected {hashes[index]}; run `dicomvault verify`"
                     )
                 yield index, data
             i += stop - start
 
-    def _frame_error(self, version: VersionRecord, index: int, err: Exception) -> Exception:
+    def _frame_error(
+        self, version: VersionRecord, index: int, err: Exception
+    ) -> Exception:
         if isinstance(err, TierUnavailableError):
-            return TransientError(f"tier {version.tier} did not answer: {err}")
-        if isinstance(err, FileNotFoundError | KeyError):
-            return MissingObjectError(
-                f"frame {index + 1} of {version.prefix} is missing from tier {version.tier}"
+            return TransientError(  # type: ignore[no-any-return]
+                f"tier {version.tier} did not answer: {err}"
             )
-        return IntegrityError(
+        if isinstance(err, FileNotFoundError | KeyError):
+            return MissingObjectError(  # type: ignore[no-any-return]
+                f"frame {index + 1} of {version.prefix} is missing "
+                f"from tier {version.tier}"
+            )
+        return IntegrityError(  # type: ignore[no-any-return]
             f"frame {index + 1} of {version.prefix} in tier {version.tier} cannot be "
             f"read: {type(err).__name__}: {err}"
         )
@@ -228,50 +252,87 @@ class Reader:
             return
         ts = manifest.transfer_syntax_uid
         native = frames["kind"] == "native"
-        for index, data in self.stored_frames(version, manifest, [n - 1 for n in numbers]):
+        for index, data in self.stored_frames(
+            version, manifest, [n - 1 for n in numbers]
+        ):
             if decode:
                 try:
-                    arr = decode_frame(data, desc, ExplicitVRLittleEndian if native else ts)
+                    arr = decode_frame(
+                        data, desc, ExplicitVRLittleEndian if native else ts
+                    )
                 except FrameDecodeError as err:
                     raise UnsupportedError(str(err)) from None
                 arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-                yield FrameOut(index + 1, arr.tobytes(), ExplicitVRLittleEndian, desc,
-                               arr.dtype.str, tuple(arr.shape))
+                yield FrameOut(
+                    index + 1,
+                    arr.tobytes(),
+                    ExplicitVRLittleEndian,
+                    desc,
+                    arr.dtype.str,
+                    tuple(arr.shape),
+                )
             elif native:
-                yield FrameOut(index + 1, data, ExplicitVRLittleEndian, desc,
-                               str(frames["dtype"]), tuple(frames["shape"]))
+                yield FrameOut(
+                    index + 1,
+                    data,
+                    ExplicitVRLittleEndian,
+                    desc,
+                    str(frames["dtype"]),
+                    tuple(frames["shape"]),
+                )
             else:
                 yield FrameOut(index + 1, data, ts, desc, "", ())
 
     def _whole_frames(
-        self, version: VersionRecord, manifest: Manifest, desc: FrameDescription, numbers: list[int]
+        self,
+        version: VersionRecord,
+        manifest: Manifest,
+        desc: FrameDescription,
+        numbers: list[int],
     ) -> Iterator[FrameOut]:
         # Frames that are not separable (1-bit, deflated data sets) are
         # decoded from the whole file; they are small in practice.
         if manifest.size > MAX_WHOLE_DECODE_BYTES:
             raise LimitExceededError(
                 f"instance {manifest.sop_instance_uid} keeps its frames inside the "
-                f"whole file ({manifest.frames.get('why')}), and at {manifest.size} bytes "
+                f"whole file ({manifest.frames.get('why')}), "
+                f"and at {manifest.size} bytes "
                 f"it is above the {MAX_WHOLE_DECODE_BYTES} byte limit for decoding it"
             )
         import io
 
-        data = b"".join(self.stream(InstanceRecord(manifest.sop_instance_uid, manifest.study_uid,
-                                                   manifest.series_uid, version.version,
-                                                   {version.version: version}), ""))
+        data = b"".join(
+            self.stream(
+                InstanceRecord(
+                    manifest.sop_instance_uid,
+                    manifest.study_uid,
+                    manifest.series_uid,
+                    version.version,
+                    {version.version: version},
+                ),
+                "",
+            )
+        )
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         if "TransferSyntaxUID" not in ds.file_meta:
-            ds.file_meta.TransferSyntaxUID = manifest.transfer_syntax_uid
+            ds.file_meta.TransferSyntaxUID = UID(manifest.transfer_syntax_uid)
         for number in numbers:
             try:
-                arr = np.asarray(pydicom.pixels.pixel_array(ds, index=number - 1))
+                arr = np.asarray(pixel_array(ds, index=number - 1))
             except Exception as err:  # noqa: BLE001
                 raise UnsupportedError(
-                    f"cannot decode frame {number} of {manifest.sop_instance_uid}: {err}"
+                    f"cannot decode frame {number} "
+                    f"of {manifest.sop_instance_uid}: {err}"
                 ) from None
             arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-            yield FrameOut(number, arr.tobytes(), ExplicitVRLittleEndian, desc,
-                           arr.dtype.str, tuple(arr.shape))
+            yield FrameOut(
+                number,
+                arr.tobytes(),
+                ExplicitVRLittleEndian,
+                desc,
+                arr.dtype.str,
+                tuple(arr.shape),
+            )
 
     # -- whole instance ------------------------------------------------------
 
@@ -303,25 +364,31 @@ class Reader:
         dtype = np.dtype(manifest.frames["dtype"]) if swap else None
         frame_indices = sorted({int(s[1]) for s in manifest.segments if s[0] == "F"})
         frame_iter = (
-            self.stored_frames(version, manifest, frame_indices) if frame_indices else iter(())
+            self.stored_frames(version, manifest, frame_indices)
+            if frame_indices
+            else iter(())
         )
         current: tuple[int, bytes] | None = None
         try:
             envelope = tier.open_read(env_key)
         except ObjectNotFoundError:
             raise MissingObjectError(
-                f"object {env_key} is missing from tier {version.tier}; run `dicomvault verify`"
+                f"object {env_key} is missing from tier {version.tier}; "
+                "run `dicomvault verify`"
             ) from None
         with envelope:
             for seg in manifest.segments:
                 if seg[0] == "L":
                     remaining = int(seg[1])
                     while remaining:
-                        chunk = envelope.read(min(remaining, _ENVELOPE_CHUNK, self.chunk_bytes))
+                        chunk = envelope.read(
+                            min(remaining, _ENVELOPE_CHUNK, self.chunk_bytes)
+                        )
                         if not chunk:
                             raise IntegrityError(
-                                f"object {env_key} in tier {version.tier} is shorter than "
-                                f"recorded ({env_meta['size']} bytes)"
+                                f"object {env_key} in tier {version.tier} "
+                                "is shorter than recorded "
+                                f"({env_meta['size']} bytes)"
                             )
                         env_hash.update(chunk)
                         remaining -= len(chunk)
@@ -356,8 +423,9 @@ class Reader:
         found = digest.hexdigest()
         if found != manifest.sha256:
             raise IntegrityError(
-                f"instance {manifest.sop_instance_uid} version {version.version} in tier "
-                f"{version.tier} rebuilds to sha256 {found}, expected {manifest.sha256}"
+                f"instance {manifest.sop_instance_uid} version {version.version} "
+                f"in tier {version.tier} rebuilds to sha256 {found}, "
+                f"expected {manifest.sha256}"
             )
         if held is not None:
             yield held

@@ -45,10 +45,19 @@ JOIN series se ON se.series_uid = i.series_uid
 JOIN studies st ON st.study_uid = i.study_uid
 """
 _COLUMN_TABLE = {
-    "patient_id": "st", "patient_name": "st", "study_uid": "st", "study_date": "st",
-    "accession_number": "st", "study_id": "st", "study_description": "st",
-    "modality": "se", "series_uid": "se", "series_number": "se",
-    "sop_instance_uid": "i", "sop_class_uid": "i", "instance_number": "i",
+    "patient_id": "st",
+    "patient_name": "st",
+    "study_uid": "st",
+    "study_date": "st",
+    "accession_number": "st",
+    "study_id": "st",
+    "study_description": "st",
+    "modality": "se",
+    "series_uid": "se",
+    "series_number": "se",
+    "sop_instance_uid": "i",
+    "sop_class_uid": "i",
+    "instance_number": "i",
 }
 
 
@@ -79,7 +88,8 @@ def _date(part: str, keyword: str, value: str) -> dt.date:
 def _condition(keyword: str, value: str) -> tuple[str, list[Any]]:
     if keyword not in _ATTRS:
         raise InvalidInputError(
-            f"cannot match on {keyword!r}; supported attributes: {', '.join(sorted(_ATTRS))}"
+            f"cannot match on {keyword!r}; "
+            f"supported attributes: {', '.join(sorted(_ATTRS))}"
         )
     column, kind = _ATTRS[keyword]
     expr = f"{_COLUMN_TABLE[column]}.{column}"
@@ -104,7 +114,9 @@ def _condition(keyword: str, value: str) -> tuple[str, list[Any]]:
         try:
             return f"{expr} = ?", [int(value)]
         except ValueError:
-            raise InvalidInputError(f"{keyword} value {value!r} is not a number") from None
+            raise InvalidInputError(
+                f"{keyword} value {value!r} is not a number"
+            ) from None
     if "*" in value or "?" in value:
         op = "ILIKE" if kind == "name" else "LIKE"
         return f"{expr} {op} ? ESCAPE '\\'", [_like(value)]
@@ -113,15 +125,17 @@ def _condition(keyword: str, value: str) -> tuple[str, list[Any]]:
     return f"{expr} = ?", [value]
 
 
-def _element(keyword: str, value: Any) -> dict[str, Any]:
-    vr = dictionary_VR(tag_for_keyword(keyword))
+def _element(tag: int, value: Any) -> dict[str, Any]:
+    vr = dictionary_VR(tag)
     if value is None or value == []:
         return {"vr": vr}
     values = value if isinstance(value, list) else [value]
     if vr == "PN":
         values = [{"Alphabetic": str(v)} for v in values]
     elif vr == "DA":
-        values = [v.strftime("%Y%m%d") if isinstance(v, dt.date) else str(v) for v in values]
+        values = [
+            v.strftime("%Y%m%d") if isinstance(v, dt.date) else str(v) for v in values
+        ]
     elif vr in ("IS", "US", "UL", "SL", "SS"):
         values = [int(v) for v in values]
     else:
@@ -134,13 +148,14 @@ def _to_json(row: dict[str, Any]) -> dict[str, Any]:
     for keyword, value in row.items():
         tag = tag_for_keyword(keyword)
         if tag is not None:
-            out[f"{tag:08X}"] = _element(keyword, value)
+            out[f"{tag:08X}"] = _element(tag, value)
     return dict(sorted(out.items()))
 
 
 _SELECT = {
     "PATIENT": """
-        SELECT st.patient_id AS PatientID, any_value(st.patient_name) AS PatientName,
+        SELECT any_value(st.patient_id) AS PatientID,
+               any_value(st.patient_name) AS PatientName,
                count(DISTINCT st.study_uid) AS NumberOfPatientRelatedStudies,
                count(DISTINCT se.series_uid) AS NumberOfPatientRelatedSeries,
                count(*) AS NumberOfPatientRelatedInstances,
@@ -160,8 +175,10 @@ _SELECT = {
                any_value(i.dicom_json) AS _json
     """,
     "SERIES": """
-        SELECT se.series_uid AS SeriesInstanceUID, any_value(st.study_uid) AS StudyInstanceUID,
-               any_value(se.modality) AS Modality, any_value(se.series_number) AS SeriesNumber,
+        SELECT se.series_uid AS SeriesInstanceUID,
+               any_value(st.study_uid) AS StudyInstanceUID,
+               any_value(se.modality) AS Modality,
+               any_value(se.series_number) AS SeriesNumber,
                any_value(se.series_description) AS SeriesDescription,
                count(*) AS NumberOfSeriesRelatedInstances,
                any_value(i.dicom_json) AS _json
@@ -169,17 +186,20 @@ _SELECT = {
     "INSTANCE": """
         SELECT i.sop_instance_uid AS SOPInstanceUID, i.sop_class_uid AS SOPClassUID,
                i.series_uid AS SeriesInstanceUID, i.study_uid AS StudyInstanceUID,
-               i.instance_number AS InstanceNumber, i.rows AS Rows, i.columns AS Columns,
+               i.instance_number AS InstanceNumber,
+               i.rows AS Rows, i.columns AS Columns,
                i.number_of_frames AS NumberOfFrames, i.dicom_json AS _json
     """,
 }
 _GROUP = {
-    "PATIENT": "GROUP BY st.patient_id ORDER BY st.patient_id",
-    "STUDY": "GROUP BY st.study_uid ORDER BY any_value(st.study_date) NULLS LAST, st.study_uid",
+    "PATIENT": "GROUP BY st.patient_key "
+    "ORDER BY any_value(st.patient_id), st.patient_key",
+    "STUDY": "GROUP BY st.study_uid "
+    "ORDER BY any_value(st.study_date) NULLS LAST, st.study_uid",
     "SERIES": "GROUP BY se.series_uid ORDER BY any_value(st.study_uid), "
-              "any_value(se.series_number) NULLS LAST, se.series_uid",
+    "any_value(se.series_number) NULLS LAST, se.series_uid",
     "INSTANCE": "ORDER BY i.study_uid, i.series_uid, i.instance_number NULLS LAST, "
-                "i.sop_instance_uid",
+    "i.sop_instance_uid",
 }
 
 
@@ -202,7 +222,9 @@ def search(
     if level not in LEVELS:
         raise InvalidInputError(f"level {level!r} is not one of {', '.join(LEVELS)}")
     if limit > MAX_LIMIT:
-        raise InvalidInputError(f"limit {limit} is above the maximum page size {MAX_LIMIT}")
+        raise InvalidInputError(
+            f"limit {limit} is above the maximum page size {MAX_LIMIT}"
+        )
     limit = limit or 100
     for keyword in include_fields:
         if tag_for_keyword(keyword) is None:
@@ -215,7 +237,8 @@ def search(
         if keyword == "ModalitiesInStudy":
             cond = (
                 "st.study_uid IN (SELECT s2.study_uid FROM series s2 WHERE "
-                + cond.replace("se.modality", "s2.modality") + ")"
+                + cond.replace("se.modality", "s2.modality")
+                + ")"
             )
         where.append(cond)
         params.extend(cond_params)
@@ -235,12 +258,21 @@ def search(
             tag = f"{tag_for_keyword(keyword):08X}"
             if tag not in item and tag in source:
                 item[tag] = source[tag]
-        item["00080052"] = {"vr": "CS", "Value": [level if level != "INSTANCE" else "IMAGE"]}
+        item["00080052"] = {
+            "vr": "CS",
+            "Value": [level if level != "INSTANCE" else "IMAGE"],
+        }
         results.append(dict(sorted(item.items())))
     total = None
     if count_total:
-        key = {"PATIENT": "st.patient_id", "STUDY": "st.study_uid",
-               "SERIES": "se.series_uid", "INSTANCE": "i.sop_instance_uid"}[level]
-        row = cur.execute(f"SELECT count(DISTINCT {key}) {_BASE} {clause}", params).fetchone()
-        total = int(row[0]) if row else 0
+        key = {
+            "PATIENT": "st.patient_key",
+            "STUDY": "st.study_uid",
+            "SERIES": "se.series_uid",
+            "INSTANCE": "i.sop_instance_uid",
+        }[level]
+        count_row = cur.execute(
+            f"SELECT count(DISTINCT {key}) {_BASE} {clause}", params
+        ).fetchone()
+        total = int(count_row[0]) if count_row else 0
     return SearchPage(results, total, offset + limit if more else 0)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dicomvault.archive import maintenance, search, sql
 from dicomvault.archive import logkeys as lk
+from dicomvault.archive import maintenance, search, sql
 from dicomvault.archive.config import Settings
 from dicomvault.archive.errors import (
     DicomVaultError,
@@ -38,7 +38,9 @@ logger = logging.getLogger(__name__)
 class Upload:
     """One instance arriving in pieces, spooled to a local file."""
 
-    def __init__(self, path: Path, declared_size: int, declared_sha256: str, max_bytes: int):
+    def __init__(
+        self, path: Path, declared_size: int, declared_sha256: str, max_bytes: int
+    ):
         self.path = path
         self.declared_size = declared_size
         self.declared_sha256 = declared_sha256.lower()
@@ -52,10 +54,12 @@ class Upload:
         if self.hash.size + len(data) > limit:
             if self.declared_size:
                 raise InvalidInputError(
-                    f"upload is longer than its declared size of {self.declared_size} bytes"
+                    "upload is longer than its declared size "
+                    f"of {self.declared_size} bytes"
                 )
             raise LimitExceededError(
-                f"instance is larger than ingest.max_instance_bytes ({self.max_bytes} bytes)"
+                "instance is larger than ingest.max_instance_bytes "
+                f"({self.max_bytes} bytes)"
             )
         self._fh.write(data)
         self.hash.update(data)
@@ -66,11 +70,13 @@ class Upload:
         size, digest = self.hash.size, self.hash.hexdigest()
         if self.declared_size and size != self.declared_size:
             raise TruncatedUploadError(
-                f"truncated upload: {size} of {self.declared_size} declared bytes arrived"
+                f"truncated upload: {size} of {self.declared_size} "
+                "declared bytes arrived"
             )
         if self.declared_sha256 and digest != self.declared_sha256:
             raise InvalidInputError(
-                f"upload has sha256 {digest} but the client declared {self.declared_sha256}"
+                f"upload has sha256 {digest} "
+                f"but the client declared {self.declared_sha256}"
             )
         return digest, size
 
@@ -94,7 +100,9 @@ class Archive:
         self.spool_dir = settings.data_dir / "spool"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.ingestor = Ingestor(
-            tiers, index, self.spool_dir,
+            tiers,
+            index,
+            self.spool_dir,
             default_tier=settings.get("storage.default_tier"),
             on_conflict=settings.get("ingest.on_conflict"),
             shard_bytes=settings.get("storage.shard_bytes"),
@@ -127,14 +135,19 @@ class Archive:
         max_bytes = self.settings.get("ingest.max_instance_bytes")
         if declared_size > max_bytes:
             raise LimitExceededError(
-                f"declared size {declared_size} bytes is above ingest.max_instance_bytes "
-                f"({max_bytes} bytes)"
+                f"declared size {declared_size} bytes "
+                f"is above ingest.max_instance_bytes ({max_bytes} bytes)"
             )
         path = self.spool_dir / f"upload-{uuid.uuid4().hex}.dcm"
         return Upload(path, declared_size, declared_sha256, max_bytes)
 
-    def store_upload(self, upload: Upload, calling_application: str = "") -> StoreOutcome:
-        """Store a finished upload (see :meth:`Ingestor.store`); the spool is removed."""
+    def store_upload(
+        self, upload: Upload, calling_application: str = ""
+    ) -> StoreOutcome:
+        """Store a finished upload (see :meth:`Ingestor.store`).
+
+        The spool file is removed.
+        """
         try:
             sha256, size = upload.finish()
             return self.ingestor.store(upload.path, sha256, size, calling_application)
@@ -165,7 +178,9 @@ class Archive:
             raise NotFoundError(f"no instance with SOP Instance UID {sop_uid}")
         return record
 
-    def retrieve(self, sop_uid: str, version: str = "") -> tuple[InstanceRecord, Iterator[bytes]]:
+    def retrieve(
+        self, sop_uid: str, version: str = ""
+    ) -> tuple[InstanceRecord, Iterator[bytes]]:
         """The record and a verified byte stream of one instance."""
         record = self.record(sop_uid)
         return record, self.reader.stream(record, version)
@@ -175,22 +190,37 @@ class Archive:
     ) -> Iterator[FrameOut]:
         """Frames of one instance (1-based numbers; empty for all)."""
         record = self.record(sop_uid)
-        return self.reader.frames(record, version, numbers, decode)
+        return self.reader.frames(  # type: ignore[no-any-return]
+            record, version, numbers, decode
+        )
 
     # -- query ----------------------------------------------------------------
 
     def search(
-        self, level: str, match: dict[str, str], include_fields: list[str] | None = None,
-        limit: int = 100, offset: int = 0, count_total: bool = False,
+        self,
+        level: str,
+        match: dict[str, str],
+        include_fields: list[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        count_total: bool = False,
     ) -> search.SearchPage:
         """Search the metadata index; see :func:`dicomvault.archive.search.search`."""
-        return search.search(self.index.metadata, level, match, include_fields or [],
-                             limit, offset, count_total)
+        return search.search(
+            self.index.metadata,
+            level,
+            match,
+            include_fields or [],
+            limit,
+            offset,
+            count_total,
+        )
 
     def sql(self, statement: str, batch_rows: int = 0) -> Iterator[sql.SqlBatch]:
         """Run read-only SQL; see :func:`dicomvault.archive.sql.run_query`."""
-        return sql.run_query(
-            self.index.metadata, statement,
+        return sql.run_query(  # type: ignore[no-any-return]
+            self.index.metadata,
+            statement,
             batch_rows=batch_rows or self.settings.get("sql.batch_rows"),
             max_rows=self.settings.get("sql.max_rows"),
             timeout_seconds=self.settings.get("sql.timeout_seconds"),
@@ -200,7 +230,9 @@ class Archive:
 
     def rebuild_index(self) -> tuple[int, int, float]:
         """Recreate LMDB and DuckDB from the tiers; see ``maintenance``."""
-        return maintenance.rebuild_index(self.index, self.tiers)
+        return maintenance.rebuild_index(  # type: ignore[no-any-return]
+            self.index, self.tiers
+        )
 
     def verify(self, repair: bool = False) -> maintenance.VerifyReport:
         """Re-hash every object; see :func:`maintenance.verify`."""

@@ -20,7 +20,11 @@ from typing import Any
 
 import duckdb
 
-from dicomvault.archive.errors import InvalidInputError, LimitExceededError, RefusedError
+from dicomvault.archive.errors import (
+    InvalidInputError,
+    LimitExceededError,
+    RefusedError,
+)
 from dicomvault.archive.index.metadata import MetadataIndex
 
 
@@ -129,21 +133,28 @@ def run_query(
                         f"the query returned more than {max_rows} rows (sql.max_rows); "
                         "add a LIMIT, filter or aggregate"
                     )
-                yield SqlBatch(columns if first else [], types if first else [],
-                               [list(r) for r in rows])
+                yield SqlBatch(
+                    columns if first else [],
+                    types if first else [],
+                    [list(r) for r in rows],
+                )
                 first = False
                 if not rows:
                     return
         except duckdb.InterruptException:
             raise LimitExceededError(
-                f"the query ran longer than {timeout_seconds:g} s (sql.timeout_seconds) and "
-                "was stopped"
+                f"the query ran longer than {timeout_seconds:g} s "
+                "(sql.timeout_seconds) and was stopped"
             ) from None
         except duckdb.PermissionException as err:
             raise RefusedError(
                 f"the SQL interface has no file or network access: {err}"
             ) from None
-        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as err:
+        except (
+            duckdb.ParserException,
+            duckdb.BinderException,
+            duckdb.CatalogException,
+        ) as err:
             raise InvalidInputError(f"SQL error: {err}") from None
         except duckdb.Error as err:
             if timed_out.is_set():

@@ -16,6 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -70,7 +71,10 @@ def native_dtype(desc: FrameDescription) -> np.dtype:
 
 def native_shape(desc: FrameDescription) -> tuple[int, ...]:
     """Shape of one native frame as stored (samples last unless planar)."""
-    if desc.photometric_interpretation == "YBR_FULL_422" and desc.samples_per_pixel == 3:
+    if (
+        desc.photometric_interpretation == "YBR_FULL_422"
+        and desc.samples_per_pixel == 3
+    ):
         return (desc.rows * desc.columns * 2 * desc.bits_allocated // 8,)
     if desc.samples_per_pixel == 1:
         return (desc.rows, desc.columns)
@@ -82,7 +86,7 @@ def native_shape(desc: FrameDescription) -> tuple[int, ...]:
 def _one_frame_dataset(desc: FrameDescription, transfer_syntax_uid: str) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = transfer_syntax_uid
+    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax_uid)
     ds.Rows = desc.rows
     ds.Columns = desc.columns
     ds.SamplesPerPixel = desc.samples_per_pixel
@@ -122,10 +126,14 @@ def decode_frame(
         try:
             data = zlib.decompress(data, -zlib.MAX_WBITS)
         except zlib.error as err:
-            raise FrameDecodeError(f"deflated image frame does not inflate: {err}") from None
+            raise FrameDecodeError(
+                f"deflated image frame does not inflate: {err}"
+            ) from None
         transfer_syntax_uid = ExplicitVRLittleEndian
     native = is_native_transfer_syntax(transfer_syntax_uid)
-    ds = _one_frame_dataset(desc, ExplicitVRLittleEndian if native else transfer_syntax_uid)
+    ds = _one_frame_dataset(
+        desc, ExplicitVRLittleEndian if native else transfer_syntax_uid
+    )
     if native:
         if len(data) % 2:
             data += b"\x00"

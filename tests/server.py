@@ -44,8 +44,12 @@ class ServerProcess:
         Extra environment variables (``DICOMVAULT_*`` settings).
     """
 
-    def __init__(self, data_dir: Path, config: Path | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.data_dir = data_dir
         self.config = config
         self.env = env or {}
@@ -56,20 +60,32 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         """Start and wait until the health service answers SERVING."""
-        args = [sys.executable, "-m", "dicomvault.tools.cli", "serve",
-                "--data", str(self.data_dir), "--grpc-port", str(self.port)]
+        args = [
+            sys.executable,
+            "-m",
+            "dicomvault.tools.cli",
+            "serve",
+            "--data",
+            str(self.data_dir),
+            "--grpc-port",
+            str(self.port),
+        ]
         if self.config is not None:
             args += ["--config", str(self.config)]
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited early; see {self.log_path}:\n"
-                                       + self.log_path.read_text()[-3000:])
+                    raise RuntimeError(
+                        f"server exited early; see {self.log_path}:\n"
+                        + self.log_path.read_text()[-3000:]
+                    )
                 try:
                     reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -110,6 +126,10 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -45,7 +45,9 @@ __all__ = [
 ]
 
 
-def open_tier(name: str, url: str, storage_options: dict[str, Any] | None = None) -> Tier:
+def open_tier(
+    name: str, url: str, storage_options: dict[str, Any] | None = None
+) -> Tier:
     """Open the tier backend that serves ``url``.
 
     Parameters

@@ -41,10 +41,13 @@ _TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ESTALE, errno.ETIMEDOUT}
 
 def _translate(err: OSError, key: str) -> TierError:
     """Map an OSError to the tier error hierarchy (the one table)."""
-    if isinstance(err, FileNotFoundError):
+    if isinstance(err, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+        # A key that names a folder of other keys is not an object either.
         return ObjectNotFoundError(f"object {key!r} not found")
     if isinstance(err, FileExistsError):
-        return ObjectExistsError(f"object {key!r} already exists; refusing to overwrite")
+        return ObjectExistsError(
+            f"object {key!r} already exists; refusing to overwrite"
+        )
     if err.errno in _TRANSIENT_ERRNOS:
         return TierUnavailableError(f"I/O error on {key!r}: {err}")
     return TierError(f"file system error on {key!r}: {err}")
@@ -92,7 +95,7 @@ class LocalTier:
 
     def path_of(self, key: ObjectKey) -> Path:
         """The file that holds ``key``; the key is checked first."""
-        return self.root / check_key(key)
+        return self.root / check_key(key)  # type: ignore[no-any-return]
 
     def put_file(
         self, key: ObjectKey, source: Path, *, sha256: str, move: bool = False
@@ -105,7 +108,9 @@ class LocalTier:
             if target.exists():
                 raise FileExistsError(errno.EEXIST, "exists", str(target))
             if move and os.stat(source).st_dev == os.stat(target.parent).st_dev:
-                os.replace(source, tmp)
+                # A hard link instead of a copy: the source stays for the
+                # caller to remove, so a failed verification loses nothing.
+                os.link(source, tmp)
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
@@ -138,7 +143,9 @@ class LocalTier:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _commit(self, key: ObjectKey, tmp: Path, target: Path, sha256: str) -> ObjectInfo:
+    def _commit(
+        self, key: ObjectKey, tmp: Path, target: Path, sha256: str
+    ) -> ObjectInfo:
         # link() fails when the target exists, so two writers of the same key
         # cannot overwrite each other; rename() would silently replace.
         os.link(tmp, target)

@@ -9,7 +9,8 @@ Two things keep provider details inside this module:
 
 - :func:`translate_error` is the one table from S3 error codes, HTTP statuses
   and client exceptions to :mod:`dicomvault.tiers.errors`; nothing from
-  botocore, aiohttp or s3fs reaches the caller.
+  botocore, aiohttp or s3fs reaches the caller (zarr reads excepted: see
+  :meth:`S3Tier.zarr_store`).
 - :func:`with_retries` is the one retry loop: capped exponential backoff over
   :data:`RETRYABLE_ERRORS`. botocore's own retries are switched off by
   default so that a dead endpoint reaches this loop after one try, instead of
@@ -31,6 +32,7 @@ import aiohttp
 import botocore.exceptions
 import s3fs
 from botocore.parsers import ResponseParserError
+
 from dicomvault.tiers.base import ObjectInfo, ObjectKey, check_key
 from dicomvault.tiers.errors import (
     ObjectExistsError,
@@ -61,6 +63,8 @@ _BY_CODE: dict[str, type[TierError]] = {
     "404": ObjectNotFoundError,
     "SlowDown": TierUnavailableError,
     "ServiceUnavailable": TierUnavailableError,
+    # SeaweedFS also answers InternalError when it has no free volume left,
+    # which no retry fixes; the retries end and the error stays "unavailable".
     "InternalError": TierUnavailableError,
     "RequestTimeout": TierUnavailableError,
     # Throttling names used by S3-compatible servers and AWS gateways.
@@ -343,6 +347,7 @@ class S3Tier:
             )
         self._refuse_existing(key)
 
+        # A retried upload can only overwrite what this call itself sent.
         self._call("put", key, self._fs.put_file, str(source), path)
         info = self._verify(key, path, sha256)
 
@@ -382,13 +387,20 @@ class S3Tier:
     def _verify(self, key: ObjectKey, path: str, sha256: str) -> ObjectInfo:
         """Hash the stored object; delete it and raise when it is not ``sha256``."""
         found, size = self._call("verify", key, self._hash_object, path)
-        if found != sha256:
+        if found == sha256:
+            return ObjectInfo(key=key, size=size, sha256=sha256)
+
+        outcome = "the write was undone"
+        try:
             self.delete(key)
-            raise TierIntegrityError(
-                f"object {key!r} in tier {self.name!r} read back with sha256 "
-                f"{found}, expected {sha256}; the write was undone"
-            )
-        return ObjectInfo(key=key, size=size, sha256=sha256)
+        except TierError as err:
+            # The integrity error is the one to report; the failed removal
+            # rides along so that the operator can finish it.
+            outcome = f"removing the bad object failed too ({err}); delete it by hand"
+        raise TierIntegrityError(
+            f"object {key!r} in tier {self.name!r} read back with sha256 "
+            f"{found}, expected {sha256}; {outcome}"
+        )
 
     def _hash_object(self, path: str) -> tuple[str, int]:
         digest = hashlib.sha256()
@@ -483,6 +495,10 @@ class S3Tier:
         caller's storage options, with botocore's default retries since zarr
         does not retry. As with any zarr store, a missing chunk or shard reads
         as the fill value; the caller checks its manifest for completeness.
+
+        Limitation: errors raised while zarr reads through this store are
+        s3fs's and botocore's own, not tier errors; this module's table and
+        retry loop do not apply. A wrapping store would close that gap.
         """
         from zarr.storage import FsspecStore
 

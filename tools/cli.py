@@ -45,7 +45,9 @@ def parse_frames(spec: str) -> list[int]:
             else:
                 numbers.append(int(part))
         except ValueError:
-            raise SystemExit(f"error: bad frame list {spec!r}; use e.g. 1,3-5") from None
+            raise SystemExit(
+                f"error: bad frame list {spec!r}; use e.g. 1,3-5"
+            ) from None
     return numbers
 
 
@@ -58,8 +60,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(
             Path(args.config) if args.config else None,
-            {"server.data_dir": args.data, "server.grpc_port": args.grpc_port,
-             "server.grpc_host": args.grpc_host},
+            {
+                "server.data_dir": args.data,
+                "server.grpc_port": args.grpc_port,
+                "server.grpc_host": args.grpc_host,
+            },
         )
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -123,7 +128,10 @@ def _ingest_samples(address: str, data_dir: Path) -> None:
         name = OUTCOME_NAMES[result.outcome]
         counts[name] = counts.get(name, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    print(f"\ningested {len(files)} sample files bundled with pydicom: {summary}", flush=True)
+    print(
+        f"\ningested {len(files)} sample files bundled with pydicom: {summary}",
+        flush=True,
+    )
     _announce(address, data_dir)
 
 
@@ -164,24 +172,40 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if outcome == "rejected":
                 rejected.append((result.label, result.reason))
             if args.json:
-                print(json.dumps({
-                    "file": result.label, "outcome": outcome, "reason": result.reason,
-                    "sop_instance_uid": result.sop_instance_uid, "sha256": result.sha256,
-                    "size": result.size, "version": result.version,
-                }), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "file": result.label,
+                            "outcome": outcome,
+                            "reason": result.reason,
+                            "sop_instance_uid": result.sop_instance_uid,
+                            "sha256": result.sha256,
+                            "size": result.size,
+                            "version": result.version,
+                        }
+                    ),
+                    flush=True,
+                )
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
     if not args.json:
-        print(f"stored {counts['stored'] + counts['stored_new_version']}, "
-              f"duplicate {counts['duplicate']}, rejected {counts['rejected']}")
+        print(
+            f"stored {counts['stored'] + counts['stored_new_version']}, "
+            f"duplicate {counts['duplicate']}, rejected {counts['rejected']}"
+        )
         for label, reason in rejected:
             print(f"  rejected {label}: {reason}")
     return 1 if rejected else 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    if not Path(args.output).resolve().parent.is_dir():
+        print(
+            f"error: folder {Path(args.output).parent} does not exist", file=sys.stderr
+        )
+        return 2
     client = _client(args)
     info = client.retrieve(args.sop_instance_uid, Path(args.output), args.version or "")
     print(f"{args.output}: {info.size} bytes, sha256 {info.sha256}")
@@ -195,7 +219,9 @@ def cmd_frames(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     numbers = parse_frames(args.frames) if args.frames else []
-    for number, pixel, data in client.frames(args.sop_instance_uid, numbers, args.decode):
+    for number, pixel, data in client.frames(
+        args.sop_instance_uid, numbers, args.decode
+    ):
         shape = tuple(pixel.shape)
         if args.decode:
             path = out / f"frame_{number:05d}.npy"
@@ -203,9 +229,11 @@ def cmd_frames(args: argparse.Namespace) -> int:
         else:
             path = out / f"frame_{number:05d}.{'raw' if pixel.dtype else 'bin'}"
             path.write_bytes(data)
-        print(f"frame {number}: {pixel.rows}x{pixel.columns}x{pixel.samples_per_pixel} "
-              f"shape={list(shape) or '-'} dtype={pixel.dtype or '-'} "
-              f"transfer_syntax={pixel.transfer_syntax_uid} bytes={len(data)} -> {path}")
+        print(
+            f"frame {number}: {pixel.rows}x{pixel.columns}x{pixel.samples_per_pixel} "
+            f"shape={list(shape) or '-'} dtype={pixel.dtype or '-'} "
+            f"transfer_syntax={pixel.transfer_syntax_uid} bytes={len(data)} -> {path}"
+        )
     return 0
 
 
@@ -225,25 +253,33 @@ def cmd_ls(args: argparse.Namespace) -> int:
         rows = client.search(archive_pb2.INSTANCE, {"SeriesInstanceUID": args.series})
         print(f"instances of series {args.series}: {len(rows)}")
         for r in rows:
-            print(f"  {_value(r, '00080018')}  number={_value(r, '00200013') or '-'} "
-                  f"frames={_value(r, '00280008') or '-'}")
+            print(
+                f"  {_value(r, '00080018')}  number={_value(r, '00200013') or '-'} "
+                f"frames={_value(r, '00280008') or '-'}"
+            )
         return 0
     if args.study:
         rows = client.search(archive_pb2.SERIES, {"StudyInstanceUID": args.study})
         print(f"series of study {args.study}: {len(rows)}")
         for r in rows:
-            print(f"  {_value(r, '0020000E')}  modality={_value(r, '00080060') or '-'} "
-                  f"instances={_value(r, '00201209')}")
+            print(
+                f"  {_value(r, '0020000E')}  modality={_value(r, '00080060') or '-'} "
+                f"instances={_value(r, '00201209')}"
+            )
         return 0
     patients = client.search(archive_pb2.PATIENT, {})
     studies = client.search(archive_pb2.STUDY, {})
-    print(f"patients {len(patients)}, studies {len(studies)}, "
-          f"series {sum(int(_value(s, '00201206') or 0) for s in studies)}, "
-          f"instances {sum(int(_value(s, '00201208') or 0) for s in studies)}")
+    print(
+        f"patients {len(patients)}, studies {len(studies)}, "
+        f"series {sum(int(_value(s, '00201206') or 0) for s in studies)}, "
+        f"instances {sum(int(_value(s, '00201208') or 0) for s in studies)}"
+    )
     for s in studies:
-        print(f"  study {_value(s, '0020000D')}  date={_value(s, '00080020') or '-'} "
-              f"modalities={_value(s, '00080061') or '-'} series={_value(s, '00201206')} "
-              f"instances={_value(s, '00201208')}")
+        print(
+            f"  study {_value(s, '0020000D')}  date={_value(s, '00080020') or '-'} "
+            f"modalities={_value(s, '00080061') or '-'} series={_value(s, '00201206')} "
+            f"instances={_value(s, '00201208')}"
+        )
     return 0
 
 
@@ -261,7 +297,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
     else:
         cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        widths = [
+            max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)
+        ]
         print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
         print("  ".join("-" * w for w in widths))
         for row in cells:
@@ -272,28 +310,37 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     reply = _client(args).rebuild_index()
-    print(f"index rebuilt from storage: {reply.instances} instances, {reply.studies} studies "
-          f"in {reply.seconds:.2f} s")
+    print(
+        f"index rebuilt from storage: {reply.instances} instances, "
+        f"{reply.studies} studies in {reply.seconds:.2f} s"
+    )
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     reply = _client(args).verify(args.repair)
-    print(f"verified {reply.instances_checked} instance versions, {reply.objects_checked} "
-          f"objects, {reply.bytes_checked} bytes")
+    print(
+        f"verified {reply.instances_checked} instance versions, "
+        f"{reply.objects_checked} objects, {reply.bytes_checked} bytes"
+    )
     damage = 0
     for p in reply.problems:
         state = "repaired" if p.repaired else "found"
         print(f"  {p.kind} ({state}) tier={p.tier} key={p.key}: {p.detail}")
         if not p.repaired:
             damage += 1
-    print("no problems found" if not reply.problems else f"{len(reply.problems)} problem(s)")
+    print(
+        "no problems found"
+        if not reply.problems
+        else f"{len(reply.problems)} problem(s)"
+    )
     return 1 if damage else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dicomvault", description="A vendor-neutral archive core for DICOM.")
+        prog="dicomvault", description="A vendor-neutral archive core for DICOM."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the server")
@@ -301,13 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data folder (server.data_dir)")
     p.add_argument("--grpc-port", type=int, help="gRPC port (server.grpc_port)")
     p.add_argument("--grpc-host", help="gRPC bind address (server.grpc_host)")
-    p.add_argument("--ingest-samples", action="store_true",
-                   help="after start, ingest the DICOM files bundled with pydicom")
+    p.add_argument(
+        "--ingest-samples",
+        action="store_true",
+        help="after start, ingest the DICOM files bundled with pydicom",
+    )
     p.set_defaults(func=cmd_serve)
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         cp = sub.add_parser(name, help=help_text)
-        cp.add_argument("--server", default=DEFAULT_SERVER, help="HOST:PORT of the server")
+        cp.add_argument(
+            "--server", default=DEFAULT_SERVER, help="HOST:PORT of the server"
+        )
         return cp
 
     p = client_parser("ingest", "store DICOM files and folders")
@@ -343,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = client_parser("verify", "re-hash every stored object")
-    p.add_argument("--repair", action="store_true", help="remove leftovers of interrupted writes")
+    p.add_argument(
+        "--repair", action="store_true", help="remove leftovers of interrupted writes"
+    )
     p.set_defaults(func=cmd_verify)
     return parser
 
@@ -355,11 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except grpc.RpcError as err:
-        code = err.code()  # type: ignore[attr-defined]
-        detail = err.details()  # type: ignore[attr-defined]
+        code = err.code()
+        detail = err.details()
         if code == grpc.StatusCode.UNAVAILABLE:
-            print(f"error: cannot reach the server at {getattr(args, 'server', '?')}: {detail}",
-                  file=sys.stderr)
+            print(
+                "error: cannot reach the server at "
+                f"{getattr(args, 'server', '?')}: {detail}",
+                file=sys.stderr,
+            )
         else:
             print(f"error: {code.name}: {detail}", file=sys.stderr)
         return 1

@@ -50,8 +50,11 @@ def upload_messages(
     """StoreRequest messages for files: start, chunks, end, for each file."""
     for path in files:
         size = path.stat().st_size
-        yield archive_pb2.StoreRequest(start=archive_pb2.StoreStart(
-            label=str(path), size=size, calling_application=calling_application))
+        yield archive_pb2.StoreRequest(
+            start=archive_pb2.StoreStart(
+                label=str(path), size=size, calling_application=calling_application
+            )
+        )
         with open(path, "rb") as fh:
             while chunk := fh.read(CHUNK_BYTES):
                 yield archive_pb2.StoreRequest(chunk=chunk)
@@ -74,14 +77,18 @@ class Client:
         """Upload files in one stream; one result per file."""
         return list(self.archive.Store(upload_messages(files)).results)
 
-    def retrieve(self, sop_uid: str, out: Path, version: str = "") -> common_pb2.InstanceInfo:
+    def retrieve(
+        self, sop_uid: str, out: Path, version: str = ""
+    ) -> common_pb2.InstanceInfo:
         """Write one instance to ``out``; the file appears only when complete."""
         tmp = out.with_name(out.name + ".part")
         info = None
         try:
             with open(tmp, "wb") as fh:
                 for chunk in self.archive.Retrieve(
-                    archive_pb2.RetrieveRequest(sop_instance_uid=sop_uid, version=version)
+                    archive_pb2.RetrieveRequest(
+                        sop_instance_uid=sop_uid, version=version
+                    )
                 ):
                     if chunk.HasField("info"):
                         info = chunk.info
@@ -98,9 +105,11 @@ class Client:
         """Yield (number, description, bytes) of each requested frame."""
         parts: list[bytes] = []
         pixel = None
-        for part in self.archive.GetFrames(archive_pb2.GetFramesRequest(
-            sop_instance_uid=sop_uid, frame_numbers=numbers, decode=decode
-        )):
+        for part in self.archive.GetFrames(
+            archive_pb2.GetFramesRequest(
+                sop_instance_uid=sop_uid, frame_numbers=numbers, decode=decode
+            )
+        ):
             if part.HasField("pixel"):
                 pixel = part.pixel
                 parts = []
@@ -109,14 +118,22 @@ class Client:
                 assert pixel is not None
                 yield part.frame_number, pixel, b"".join(parts)
 
-    def search(self, level: int, match: dict[str, str], **kwargs: Any) -> list[dict[str, Any]]:
+    def search(
+        self, level: int, match: dict[str, str], **kwargs: Any
+    ) -> list[dict[str, Any]]:
         """Every match at ``level``, following pages to the end."""
         results: list[dict[str, Any]] = []
         offset = 0
         while True:
-            reply = self.archive.Search(archive_pb2.SearchRequest(
-                level=level, match=match, offset=offset, limit=kwargs.get("limit", 1000),
-                include_fields=kwargs.get("include_fields", [])))
+            reply = self.archive.Search(
+                archive_pb2.SearchRequest(
+                    level=level,
+                    match=match,
+                    offset=offset,
+                    limit=kwargs.get("limit", 1000),
+                    include_fields=kwargs.get("include_fields", []),
+                )
+            )
             results.extend(json.loads(r.dicom_json) for r in reply.results)
             if not reply.next_offset:
                 return results

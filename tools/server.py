@@ -16,7 +16,9 @@ from dicomvault.archive.service import Archive
 logger = logging.getLogger(__name__)
 
 
-def run_server(settings: Settings, on_ready: Callable[[str], Any] | None = None) -> None:
+def run_server(
+    settings: Settings, on_ready: Callable[[str], Any] | None = None
+) -> None:
     """Open the archive, serve gRPC, and stop cleanly on SIGTERM or SIGINT.
 
     Parameters
@@ -28,18 +30,31 @@ def run_server(settings: Settings, on_ready: Callable[[str], Any] | None = None)
     """
     archive = Archive.open(settings)
     host = settings.get("server.grpc_host")
-    server, port = build_server(archive, host, settings.get("server.grpc_port"),
-                                settings.get("server.workers"))
+    try:
+        server, port = build_server(
+            archive,
+            host,
+            settings.get("server.grpc_port"),
+            settings.get("server.workers"),
+        )
+    except BaseException:
+        archive.close()
+        raise
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     server.start()
     address = f"{host}:{port}"
-    lk.log_event(logger, lk.SERVER_STARTED,
-                 **{lk.ADDRESS: address, "grpc": address, **archive.describe()})
+    lk.log_event(
+        logger,
+        lk.SERVER_STARTED,
+        **{lk.ADDRESS: address, "grpc": address, **archive.describe()},
+    )
     try:
         if on_ready is not None:
             on_ready(address)

@@ -57,7 +57,9 @@ def _abort(context: grpc.ServicerContext, err: BaseException, method: str) -> No
         logger.exception("internal error in %s", method)
         message = f"internal error ({type(err).__name__}); see the server log"
     else:
-        logger.info("%s refused: status=%s error=%s", method, status.name, type(err).__name__)
+        logger.info(
+            "%s refused: status=%s error=%s", method, status.name, type(err).__name__
+        )
         message = str(err)
     context.abort(status, message)
 
@@ -81,7 +83,9 @@ def streaming(method: F) -> F:
     """Map errors of a server-streaming handler to statuses."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def wrapper(
+        self: Any, request: Any, context: grpc.ServicerContext
+    ) -> Iterator[Any]:
         try:
             yield from method(self, request, context)
         except Exception as err:  # noqa: BLE001
@@ -92,14 +96,16 @@ def streaming(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
+class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):  # type: ignore[misc]
     """Archive service: Store, Retrieve, GetFrames, Search."""
 
     def __init__(self, archive: Archive):
         self.archive = archive
 
     def Store(  # noqa: N802 - gRPC method name
-        self, request_iterator: Iterator[archive_pb2.StoreRequest], context: grpc.ServicerContext
+        self,
+        request_iterator: Iterator[archive_pb2.StoreRequest],
+        context: grpc.ServicerContext,
     ) -> archive_pb2.StoreResponse:
         results: list[archive_pb2.StoreResult] = []
         upload: Upload | None = None
@@ -111,11 +117,18 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
             assert start is not None
             if upload is not None:
                 if start.size:
-                    reason = (f"truncated upload: {upload.hash.size} of {start.size} declared "
-                              "bytes arrived before the upload ended")
+                    reason = (
+                        f"truncated upload: {upload.hash.size} of {start.size} "
+                        "declared bytes arrived before the upload ended"
+                    )
                 upload.discard()
-            results.append(archive_pb2.StoreResult(
-                label=start.label, outcome=archive_pb2.REJECTED, reason=failed or reason))
+            results.append(
+                archive_pb2.StoreResult(
+                    label=start.label,
+                    outcome=archive_pb2.REJECTED,
+                    reason=failed or reason,
+                )
+            )
             upload, start, failed = None, None, None
 
         try:
@@ -123,16 +136,20 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
                 part = message.WhichOneof("part")
                 if part == "start":
                     if start is not None:
-                        reject_open("upload ended without a StoreEnd message before the "
-                                    "next StoreStart; it was not stored")
+                        reject_open(
+                            "upload ended without a StoreEnd message before the "
+                            "next StoreStart; it was not stored"
+                        )
                     start = message.start
                     try:
                         upload = self.archive.begin_upload(start.size, start.sha256)
                     except DicomVaultError as err:
                         failed = str(err)
                 elif start is None:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"a {part} message arrived before any StoreStart message")
+                    context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"a {part} message arrived before any StoreStart message",
+                    )
                 elif part == "chunk":
                     if upload is not None:
                         try:
@@ -148,43 +165,64 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
                         results.append(self._store_one(upload, start))
                         upload, start, failed = None, None, None
             if start is not None:
-                reject_open("upload ended without a StoreEnd message; it may be incomplete, "
-                            "so it was not stored")
+                reject_open(
+                    "upload ended without a StoreEnd message; it may be incomplete, "
+                    "so it was not stored"
+                )
         finally:
             if upload is not None:
                 upload.discard()
         return archive_pb2.StoreResponse(results=results)
 
-    def _store_one(self, upload: Upload, start: archive_pb2.StoreStart) -> archive_pb2.StoreResult:
+    def _store_one(
+        self, upload: Upload, start: archive_pb2.StoreStart
+    ) -> archive_pb2.StoreResult:
         try:
             outcome = self.archive.store_upload(upload, start.calling_application)
         except (DicomVaultError, TierError) as err:
-            lk.log_event(logger, lk.INSTANCE_REJECTED, **{lk.REASON: type(err).__name__})
+            lk.log_event(
+                logger, lk.INSTANCE_REJECTED, **{lk.REASON: type(err).__name__}
+            )
             return archive_pb2.StoreResult(
-                label=start.label, outcome=archive_pb2.REJECTED, reason=str(err))
+                label=start.label, outcome=archive_pb2.REJECTED, reason=str(err)
+            )
         except Exception as err:  # noqa: BLE001 - one bad file must not end the stream
             logger.exception("unexpected error storing an upload")
             return archive_pb2.StoreResult(
-                label=start.label, outcome=archive_pb2.REJECTED,
-                reason=f"internal error ({type(err).__name__}); see the server log")
+                label=start.label,
+                outcome=archive_pb2.REJECTED,
+                reason=f"internal error ({type(err).__name__}); see the server log",
+            )
         return archive_pb2.StoreResult(
-            label=start.label, sop_instance_uid=outcome.sop_instance_uid,
-            outcome=_OUTCOMES[outcome.outcome], reason=outcome.reason,
-            study_uid=outcome.study_uid, series_uid=outcome.series_uid,
-            sha256=outcome.sha256, size=outcome.size, version=outcome.version,
+            label=start.label,
+            sop_instance_uid=outcome.sop_instance_uid,
+            outcome=_OUTCOMES[outcome.outcome],
+            reason=outcome.reason,
+            study_uid=outcome.study_uid,
+            series_uid=outcome.series_uid,
+            sha256=outcome.sha256,
+            size=outcome.size,
+            version=outcome.version,
         )
 
     @streaming
     def Retrieve(  # noqa: N802
         self, request: archive_pb2.RetrieveRequest, context: grpc.ServicerContext
     ) -> Iterator[archive_pb2.RetrieveChunk]:
-        record, stream = self.archive.retrieve(request.sop_instance_uid, request.version)
+        record, stream = self.archive.retrieve(
+            request.sop_instance_uid, request.version
+        )
         version = self.archive.reader.version(record, request.version)
         info = common_pb2.InstanceInfo(
-            sop_instance_uid=record.sop_instance_uid, sop_class_uid=version.sop_class_uid,
-            study_uid=record.study_uid, series_uid=record.series_uid,
-            transfer_syntax_uid=version.transfer_syntax_uid, size=version.size,
-            sha256=version.sha256, number_of_frames=version.frames, tier=version.tier,
+            sop_instance_uid=record.sop_instance_uid,
+            sop_class_uid=version.sop_class_uid,
+            study_uid=record.study_uid,
+            series_uid=record.series_uid,
+            transfer_syntax_uid=version.transfer_syntax_uid,
+            size=version.size,
+            sha256=version.sha256,
+            number_of_frames=version.frames,
+            tier=version.tier,
             version=version.version,
         )
         first = True
@@ -197,17 +235,24 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
         self, request: archive_pb2.GetFramesRequest, context: grpc.ServicerContext
     ) -> Iterator[archive_pb2.FramePart]:
         for frame in self.archive.frames(
-            request.sop_instance_uid, list(request.frame_numbers), request.decode, request.version
+            request.sop_instance_uid,
+            list(request.frame_numbers),
+            request.decode,
+            request.version,
         ):
             desc = frame.description
             pixel = common_pb2.PixelDescription(
-                transfer_syntax_uid=frame.transfer_syntax_uid, dtype=frame.dtype,
+                transfer_syntax_uid=frame.transfer_syntax_uid,
+                dtype=frame.dtype,
                 shape=list(frame.shape),
             )
             if desc is not None:
                 pixel.rows, pixel.columns = desc.rows, desc.columns
                 pixel.samples_per_pixel = desc.samples_per_pixel
-                pixel.bits_allocated, pixel.bits_stored = desc.bits_allocated, desc.bits_stored
+                pixel.bits_allocated, pixel.bits_stored = (
+                    desc.bits_allocated,
+                    desc.bits_stored,
+                )
                 pixel.pixel_representation = desc.pixel_representation
                 pixel.photometric_interpretation = desc.photometric_interpretation
                 pixel.planar_configuration = desc.planar_configuration
@@ -215,8 +260,11 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
             view = memoryview(frame.data)
             for offset in range(0, max(size, 1), FRAME_PART_BYTES):
                 yield archive_pb2.FramePart(
-                    frame_number=frame.number, pixel=pixel if offset == 0 else None,
-                    offset=offset, frame_size=size, data=bytes(view[offset : offset + FRAME_PART_BYTES]),
+                    frame_number=frame.number,
+                    pixel=pixel if offset == 0 else None,
+                    offset=offset,
+                    frame_size=size,
+                    data=bytes(view[offset : offset + FRAME_PART_BYTES]),
                 )
 
     @unary
@@ -227,16 +275,23 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
         if level is None:
             raise InvalidInputError("level must be PATIENT, STUDY, SERIES or INSTANCE")
         page = self.archive.search(
-            level, dict(request.match), list(request.include_fields),
-            request.limit, request.offset, request.count_total,
+            level,
+            dict(request.match),
+            list(request.include_fields),
+            request.limit,
+            request.offset,
+            request.count_total,
         )
         return archive_pb2.SearchResponse(
-            results=[archive_pb2.SearchResult(dicom_json=json.dumps(r)) for r in page.results],
-            total=page.total or 0, next_offset=page.next_offset,
+            results=[
+                archive_pb2.SearchResult(dicom_json=json.dumps(r)) for r in page.results
+            ],
+            total=page.total or 0,
+            next_offset=page.next_offset,
         )
 
 
-class QueryServicer(query_pb2_grpc.QueryServicer):
+class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     """Query service: read-only SQL."""
 
     def __init__(self, archive: Archive):
@@ -250,12 +305,13 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
 
         for batch in self.archive.sql(request.sql, request.batch_rows):
             yield query_pb2.SqlBatch(
-                columns=batch.columns, column_types=batch.column_types,
+                columns=batch.columns,
+                column_types=batch.column_types,
                 rows_json=rows_to_json(batch.rows),
             )
 
 
-class AdminServicer(admin_pb2_grpc.AdminServicer):
+class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     """Admin service: index rebuild and verify."""
 
     def __init__(self, archive: Archive):
@@ -266,7 +322,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.RebuildIndexRequest, context: grpc.ServicerContext
     ) -> admin_pb2.RebuildIndexResponse:
         instances, studies, seconds = self.archive.rebuild_index()
-        return admin_pb2.RebuildIndexResponse(instances=instances, studies=studies, seconds=seconds)
+        return admin_pb2.RebuildIndexResponse(
+            instances=instances, studies=studies, seconds=seconds
+        )
 
     @unary
     def Verify(  # noqa: N802
@@ -274,15 +332,25 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.VerifyResponse:
         report = self.archive.verify(request.repair)
         return admin_pb2.VerifyResponse(
-            instances_checked=report.instances_checked, objects_checked=report.objects_checked,
+            instances_checked=report.instances_checked,
+            objects_checked=report.objects_checked,
             bytes_checked=report.bytes_checked,
-            problems=[admin_pb2.VerifyProblem(kind=p.kind, tier=p.tier, key=p.key,
-                                              detail=p.detail, repaired=p.repaired)
-                      for p in report.problems],
+            problems=[
+                admin_pb2.VerifyProblem(
+                    kind=p.kind,
+                    tier=p.tier,
+                    key=p.key,
+                    detail=p.detail,
+                    repaired=p.repaired,
+                )
+                for p in report.problems
+            ],
         )
 
 
-def build_server(archive: Archive, host: str, port: int, workers: int) -> tuple[grpc.Server, int]:
+def build_server(
+    archive: Archive, host: str, port: int, workers: int
+) -> tuple[grpc.Server, int]:
     """A gRPC server with the archive services, health and reflection.
 
     Returns
@@ -311,9 +379,17 @@ def build_server(archive: Archive, host: str, port: int, workers: int) -> tuple[
     for name in [*names, ""]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as err:  # grpcio raises RuntimeError("Failed to bind ...")
+        raise OSError(f"cannot bind gRPC to {host}:{port}: {err}") from None
     if bound == 0:
-        raise OSError(f"cannot bind gRPC to {host}:{port} (in use?)")
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
     return server, bound

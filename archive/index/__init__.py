@@ -14,11 +14,13 @@ in ``tiers`` depends on them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomvault.archive.index.catalog import Catalog, InstanceRecord, VersionRecord
 from dicomvault.archive.index.metadata import MetadataIndex
+from dicomvault.archive.manifest import Manifest
 
 __all__ = ["Catalog", "Index", "InstanceRecord", "MetadataIndex", "VersionRecord"]
 
@@ -29,11 +31,38 @@ class Index:
 
     catalog: Catalog
     metadata: MetadataIndex
+    _order: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, folder: Path) -> Index:
         """Open (creating when missing) the index files under ``folder``."""
-        return cls(Catalog(folder / "catalog.lmdb"), MetadataIndex(folder / "metadata.duckdb"))
+        return cls(
+            Catalog(folder / "catalog.lmdb"), MetadataIndex(folder / "metadata.duckdb")
+        )
+
+    def commit(self, manifest: Manifest, version: VersionRecord, op_id: str) -> int:
+        """Make a stored version visible in the catalog; queue its metadata.
+
+        The catalog commit is the point of no return (durable, logged as a
+        change). Changes are queued for the metadata index in sequence order,
+        so its "applied up to" mark never skips a change a crash could lose.
+        Call ``metadata.flush(seq)`` to wait until search and SQL see it.
+
+        Returns
+        -------
+        int
+            The change's sequence number.
+        """
+        with self._order:
+            seq: int = self.catalog.commit_version(
+                manifest.sop_instance_uid,
+                manifest.study_uid,
+                manifest.series_uid,
+                version,
+                op_id,
+            )
+            self.metadata.enqueue(manifest, version.tier, seq)
+        return seq
 
     def close(self) -> None:
         self.metadata.close()

@@ -88,7 +88,9 @@ class Catalog:
 
     def __init__(self, path: Path, map_size: int = 1 << 38):
         path.mkdir(parents=True, exist_ok=True)
-        self.env = lmdb.open(str(path), max_dbs=8, map_size=map_size, sync=True, metasync=True)
+        self.env = lmdb.open(
+            str(path), max_dbs=8, map_size=map_size, sync=True, metasync=True
+        )
         self._instances = self.env.open_db(b"instances")
         self._hierarchy = self.env.open_db(b"hierarchy")
         self._intents = self.env.open_db(b"intents")
@@ -176,14 +178,20 @@ class Catalog:
         with self.env.begin(write=True) as txn:
             raw = txn.get(sop_uid.encode(), db=self._instances)
             if raw is None:
-                record = InstanceRecord(sop_uid, study_uid, series_uid, version.version, {})
+                record = InstanceRecord(
+                    sop_uid, study_uid, series_uid, version.version, {}
+                )
             else:
                 record = InstanceRecord.from_json(raw)
                 record.current = version.version
                 record.study_uid, record.series_uid = study_uid, series_uid
             record.versions[version.version] = version
             txn.put(sop_uid.encode(), record.to_json(), db=self._instances)
-            txn.put(f"{study_uid}\0{series_uid}\0{sop_uid}".encode(), b"", db=self._hierarchy)
+            txn.put(
+                f"{study_uid}\0{series_uid}\0{sop_uid}".encode(),
+                b"",
+                db=self._hierarchy,
+            )
             txn.delete(op_id.encode(), db=self._intents)
             return self._append_change(
                 txn,
@@ -222,7 +230,16 @@ class Catalog:
             txn.drop(self._instances, delete=False)
             txn.drop(self._hierarchy, delete=False)
             for record in records:
-                txn.put(record.sop_instance_uid.encode(), record.to_json(), db=self._instances)
-                key = f"{record.study_uid}\0{record.series_uid}\0{record.sop_instance_uid}"
+                txn.put(
+                    record.sop_instance_uid.encode(),
+                    record.to_json(),
+                    db=self._instances,
+                )
+                key = (
+                    f"{record.study_uid}\0{record.series_uid}\0"
+                    f"{record.sop_instance_uid}"
+                )
                 txn.put(key.encode(), b"", db=self._hierarchy)
-            return self._append_change(txn, {"type": "index.rebuilt", "instances": len(records)})
+            return self._append_change(
+                txn, {"type": "index.rebuilt", "instances": len(records)}
+            )

@@ -31,7 +31,9 @@ def first(meta: dict[str, Any], keyword: str) -> Any:
         return None
     value = values[0]
     if isinstance(value, dict):  # person name
-        return value.get("Alphabetic") or value.get("Ideographic") or value.get("Phonetic")
+        return (
+            value.get("Alphabetic") or value.get("Ideographic") or value.get("Phonetic")
+        )
     return value
 
 

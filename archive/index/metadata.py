@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,9 @@ _TABLES = ("instances", "series", "studies", "patients")
 
 
 def _patient_key(meta: dict[str, Any]) -> str:
-    return f"{col.text(meta, 'IssuerOfPatientID') or ''}|{col.text(meta, 'PatientID') or ''}"
+    issuer = col.text(meta, "IssuerOfPatientID") or ""
+    patient_id = col.text(meta, "PatientID") or ""
+    return f"{issuer}|{patient_id}"
 
 
 def _rows(manifest: Manifest, tier: str) -> dict[str, tuple[Any, ...]]:
@@ -124,7 +127,8 @@ def _rows(manifest: Manifest, tier: str) -> dict[str, tuple[Any, ...]]:
             manifest.transfer_syntax_uid,
             pixel.get("rows"),
             pixel.get("columns"),
-            manifest.frames.get("count") or (pixel.get("number_of_frames") if pixel else None),
+            manifest.frames.get("count")
+            or (pixel.get("number_of_frames") if pixel else None),
             pixel.get("bits_allocated"),
             manifest.size,
             manifest.sha256,
@@ -135,6 +139,13 @@ def _rows(manifest: Manifest, tier: str) -> dict[str, tuple[Any, ...]]:
             json.dumps(meta, sort_keys=True),
         ),
     }
+
+
+@dataclass(slots=True)
+class _Pending:
+    manifest: Manifest
+    tier: str
+    seq: int
 
 
 class MetadataIndex:
@@ -158,6 +169,9 @@ class MetadataIndex:
             },
         )
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._errors: dict[int, Exception] = {}
         self._con.execute(SCHEMA)
 
     def close(self) -> None:
@@ -170,9 +184,11 @@ class MetadataIndex:
 
     def applied_seq(self) -> int:
         """The catalog change sequence this index has caught up to."""
-        row = self.cursor().execute(
-            "SELECT value FROM index_meta WHERE key = 'applied_seq'"
-        ).fetchone()
+        row = (
+            self.cursor()
+            .execute("SELECT value FROM index_meta WHERE key = 'applied_seq'")
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
     def _set_seq(self, cur: duckdb.DuckDBPyConnection, seq: int) -> None:
@@ -180,23 +196,58 @@ class MetadataIndex:
             "INSERT OR REPLACE INTO index_meta VALUES ('applied_seq', ?)", [str(seq)]
         )
 
-    def _insert(self, cur: duckdb.DuckDBPyConnection, manifest: Manifest, tier: str) -> None:
+    def _insert(
+        self, cur: duckdb.DuckDBPyConnection, manifest: Manifest, tier: str
+    ) -> None:
         for table, row in _rows(manifest, tier).items():
             marks = ", ".join("?" for _ in row)
             cur.execute(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", list(row))
 
     def apply(self, manifest: Manifest, tier: str, seq: int) -> None:
         """Index one stored instance version and record ``seq`` as applied."""
+        self.enqueue(manifest, tier, seq)
+        self.flush(seq)
+
+    def enqueue(self, manifest: Manifest, tier: str, seq: int) -> None:
+        """Queue a version for the next group commit; calls in ``seq`` order."""
+        with self._queue_lock:
+            self._pending.append(_Pending(manifest, tier, seq))
+
+    def flush(self, seq: int) -> None:
+        """Return once change ``seq`` is committed (group commit).
+
+        The first caller to get the write lock commits every queued version
+        in one transaction; the others find theirs done.
+
+        Raises
+        ------
+        Exception
+            Whatever failed the transaction that held ``seq``.
+        """
         with self._write_lock:
-            cur = self._con.cursor()
+            with self._queue_lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._commit(batch)
+            error = self._errors.pop(seq, None)
+        if error is not None:
+            raise error
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        cur = self._con.cursor()
+        try:
             cur.execute("BEGIN TRANSACTION")
             try:
-                self._insert(cur, manifest, tier)
-                self._set_seq(cur, seq)
+                for pending in batch:
+                    self._insert(cur, pending.manifest, pending.tier)
+                self._set_seq(cur, batch[-1].seq)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+        except Exception as err:  # noqa: BLE001 - handed to every waiting caller
+            for pending in batch:
+                self._errors[pending.seq] = err
 
     def replace_all(self, entries: Iterable[tuple[Manifest, str]], seq: int) -> None:
         """Empty every table and refill it, in one transaction."""

@@ -10,13 +10,21 @@ from dicomvault.archive.config import ConfigError, load_settings
 
 
 class TestSettings:
-    def test_defaults_file_environment_and_flags_layer_in_order(self, tmp_path: Path) -> None:
+    def test_defaults_file_environment_and_flags_layer_in_order(
+        self, tmp_path: Path
+    ) -> None:
         """A flag beats the environment, which beats the file, which beats defaults."""
         conf = tmp_path / "dv.toml"
-        conf.write_text('[server]\ngrpc_port = 6000\nworkers = 3\n[sql]\nmax_rows = 10\n')
+        conf.write_text(
+            "[server]\ngrpc_port = 6000\nworkers = 3\n[sql]\nmax_rows = 10\n"
+        )
         settings = load_settings(
-            conf, {"server.grpc_port": 7000},
-            environ={"DICOMVAULT_SERVER__GRPC_PORT": "6500", "DICOMVAULT_SQL__MAX_ROWS": "20"},
+            conf,
+            {"server.grpc_port": 7000},
+            environ={
+                "DICOMVAULT_SERVER__GRPC_PORT": "6500",
+                "DICOMVAULT_SQL__MAX_ROWS": "20",
+            },
         )
         assert settings.get("server.grpc_port") == 7000
         assert settings.get("sql.max_rows") == 20
@@ -32,16 +40,24 @@ class TestSettings:
 
     def test_unknown_environment_variable_is_an_error(self) -> None:
         """A DICOMVAULT_ variable that names no setting is refused."""
-        with pytest.raises(ConfigError, match="unknown environment variable DICOMVAULT_SQL__ROWS"):
+        with pytest.raises(
+            ConfigError, match="unknown environment variable DICOMVAULT_SQL__ROWS"
+        ):
             load_settings(environ={"DICOMVAULT_SQL__ROWS": "1"})
 
     def test_bad_value_names_key_origin_and_value(self) -> None:
-        """A value of the wrong type or out of range is refused with where it came from."""
-        with pytest.raises(ConfigError, match=r"server.grpc_port from environment "
-                                              r"DICOMVAULT_SERVER__GRPC_PORT: 'x' is not a valid int"):
+        """A value of the wrong type or out of range is refused, naming its origin."""
+        with pytest.raises(
+            ConfigError,
+            match=r"server.grpc_port from environment "
+            r"DICOMVAULT_SERVER__GRPC_PORT: 'x' is not a valid int",
+        ):
             load_settings(environ={"DICOMVAULT_SERVER__GRPC_PORT": "x"})
-        with pytest.raises(ConfigError, match="ingest.on_conflict from command line: 'merge' "
-                                              "must be one of reject, version"):
+        with pytest.raises(
+            ConfigError,
+            match="ingest.on_conflict from command line: 'merge' "
+            "must be one of reject, version",
+        ):
             load_settings(None, {"ingest.on_conflict": "merge"}, environ={})
 
     def test_tiers_and_secrets_are_redacted(self, tmp_path: Path) -> None:
@@ -54,7 +70,10 @@ class TestSettings:
         )
         settings = load_settings(conf, environ={})
         dump = settings.redacted()
-        assert dump["tiers"]["hot"]["storage_options"] == {"key": "***", "secret": "***"}
+        assert dump["tiers"]["hot"]["storage_options"] == {
+            "key": "***",
+            "secret": "***",
+        }
         assert "s3cr3t" not in repr(dump)
 
     def test_default_tier_must_exist(self, tmp_path: Path) -> None:

@@ -39,10 +39,15 @@ def ingested(server: ServerProcess, corpus: Path) -> dict[str, Any]:
 
 
 class TestCorpusIngest:
-    def test_every_storable_file_is_stored_or_shares_a_uid(self, ingested: dict[str, Any]) -> None:
-        """Each file is stored, or rejected as not an instance, or shares a stored UID."""
-        stored_uids = {r.sop_instance_uid for r in ingested["results"].values()
-                       if r.outcome == archive_pb2.STORED}
+    def test_every_storable_file_is_stored_or_shares_a_uid(
+        self, ingested: dict[str, Any]
+    ) -> None:
+        """Each file is stored, rejected as not an instance, or shares a stored UID."""
+        stored_uids = {
+            r.sop_instance_uid
+            for r in ingested["results"].values()
+            if r.outcome == archive_pb2.STORED
+        }
         for name, result in ingested["results"].items():
             if name in NOT_INSTANCES:
                 assert result.outcome == archive_pb2.REJECTED
@@ -85,8 +90,11 @@ class TestCorpusIngest:
         assert shared, "the corpus has files sharing a SOP Instance UID"
         client = server.client()
         for uid, paths in shared.items():
-            stored = [p for p in paths
-                      if ingested["results"][p.name].outcome == archive_pb2.STORED]
+            stored = [
+                p
+                for p in paths
+                if ingested["results"][p.name].outcome == archive_pb2.STORED
+            ]
             assert len(stored) == 1
             client.retrieve(uid, tmp_path / "x.dcm")
             assert (tmp_path / "x.dcm").read_bytes() == stored[0].read_bytes()
@@ -103,12 +111,15 @@ def ingested_path(ingested: dict[str, Any], name: str) -> Path:
 
 def _reference_frames(path: Path) -> np.ndarray | None:
     ds = pydicom.dcmread(path, force=True)
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+    if not any(
+        k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+    ):
         return None
     if "TransferSyntaxUID" not in ds.file_meta:
         implicit, _little = ds.original_encoding
         ds.file_meta.TransferSyntaxUID = (
-            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian)
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        )
     try:
         arr = np.asarray(ds.pixel_array)
     except Exception:  # noqa: BLE001 - files pydicom cannot decode are skipped
@@ -136,9 +147,13 @@ class TestCorpusFrames:
             assert len(got) == len(reference), path.name
             for number, pixel, data in got:
                 arr = np.frombuffer(data, dtype=pixel.dtype).reshape(tuple(pixel.shape))
-                assert np.array_equal(arr, reference[number - 1]), f"{path.name} frame {number}"
+                assert np.array_equal(arr, reference[number - 1]), (
+                    f"{path.name} frame {number}"
+                )
             compared += 1
-        decodable = [f for f, row in manifest.items() if row["pydicom_decodes"].startswith("yes")]
+        decodable = [
+            f for f, row in manifest.items() if row["pydicom_decodes"].startswith("yes")
+        ]
         assert compared >= len(decodable) - 8  # files sharing a UID are compared once
 
     def test_stored_frames_are_original_bitstreams(
@@ -147,15 +162,20 @@ class TestCorpusFrames:
         """Frames as stored are the exact compressed bitstreams of the file."""
         path = corpus / "xa_multiframe_96frames_jpeg_bot.dcm"
         ds = pydicom.dcmread(path)
-        expected = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=96))
+        expected = list(
+            pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=96)
+        )
         uid = ingested["results"][path.name].sop_instance_uid
-        got = {n: data for n, _pixel, data in server.client().frames(uid, [1, 48, 96], False)}
+        got = {
+            n: data
+            for n, _pixel, data in server.client().frames(uid, [1, 48, 96], False)
+        }
         assert got == {1: expected[0], 48: expected[47], 96: expected[95]}
 
     def test_native_big_endian_frames_come_back_little_endian(
         self, server: ServerProcess, ingested: dict[str, Any], corpus: Path
     ) -> None:
-        """A big-endian file's stored frames are little-endian samples of the same values."""
+        """A big-endian file's stored frames are the same values in little-endian."""
         path = corpus / "mr_enhanced_small_big_endian.dcm"
         reference = pydicom.dcmread(path).pixel_array
         uid = ingested["results"][path.name].sop_instance_uid

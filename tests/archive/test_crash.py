@@ -1,6 +1,6 @@
 """Crash safety of ingest: kill -9 a live server mid-ingest, restart, check.
 
-One scenario runs per class: a client thread stores a pool of real and
+One scenario runs per module: a client thread stores a pool of real and
 synthetic instances, one upload stream each, while the test kills the server
 process with SIGKILL at seeded random moments and starts it again on the same
 data folder. Every observation is collected once the last restart is done;
@@ -30,15 +30,25 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from dicomvault.archive.manifest import ENVELOPE_NAME
 from dicomvault.proto import admin_pb2, archive_pb2
 from dicomvault.tools.client import Client, upload_messages
 from tests.server import ServerProcess
 
 SEED = 1729
-KILLS = 5
+# Where each kill aims, in order. "upload": any moment, which is mostly
+# mid-upload or mid-dissection since that is where the time goes; "staging":
+# a few ms into staging frames and envelope in the spool, before anything
+# reaches the tier; "writing": a few ms after staging, while the write intent
+# is open and objects land in the tier, up to the catalog commit and the
+# metadata index update.
+KILL_MOMENTS = ("writing", "upload", "staging", "upload", "writing")
 # Seconds between a restart (server answering) and the next kill; long
 # enough for a few uploads, short enough that every kill finds ingest busy.
 KILL_DELAY = (0.4, 3.5)
+# Staging, and the write after it, each take 10 to 100 ms per instance of
+# the pool, depending on its size and the machine's load.
+WRITE_SPAN = 0.02
 SYNTHETIC_INSTANCES = 150
 # Retries of one file; a kill costs one or two, a server that keeps failing
 # without being killed is a failure of its own.
@@ -190,14 +200,31 @@ class CrashRun:
         return {p: r for p, r in self.replies.items() if r.outcome in ACKNOWLEDGED}
 
 
+def wait_for_stage(spool: Path, staged: bool, timeout: float = 10.0) -> None:
+    """Return once an instance is being staged, or with ``staged``, once it is."""
+    # Ingest stages an instance in ``spool/stage-<op_id>``, frames first and
+    # the envelope last, then opens the write intent and moves the staged
+    # objects into the tier; the folder goes after the catalog commit.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stage in spool.glob("stage-*"):
+            if not staged or (stage / ENVELOPE_NAME).exists():
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"no instance was staged under {spool} in {timeout} s")
+
+
 def kill_and_restart_during(ingester: Ingester, server: ServerProcess,
                             up: threading.Event, rng: random.Random) -> None:
-    """SIGKILL the server KILLS times at random moments while ingest runs."""
-    for kill in range(1, KILLS + 1):
+    """SIGKILL the server at each of KILL_MOMENTS while ingest runs; restart it."""
+    for kill, moment in enumerate(KILL_MOMENTS, 1):
         time.sleep(rng.uniform(*KILL_DELAY))
+        if moment != "upload" and ingester.is_alive():
+            wait_for_stage(server.data_dir / "spool", staged=moment == "writing")
+            time.sleep(rng.uniform(0.0, WRITE_SPAN))
         assert ingester.is_alive(), (
-            f"ingest finished before kill {kill} of {KILLS}; the scenario no longer "
-            "crashes a busy server (shorten KILL_DELAY or grow the pool)"
+            f"ingest finished before kill {kill} of {len(KILL_MOMENTS)}; the scenario "
+            "no longer crashes a busy server (shorten KILL_DELAY or grow the pool)"
         )
         up.clear()
         server.kill()
@@ -207,6 +234,8 @@ def kill_and_restart_during(ingester: Ingester, server: ServerProcess,
 
 def observe(run: CrashRun, client: Client, out: Path) -> None:
     """Retrieve every UID the pool holds; list both indexes; verify twice."""
+    # Retrieve looks instances up in the LMDB catalog, so the UIDs it finds
+    # are the catalog's visible set (the pool holds every UID ever sent).
     for uid in sorted({u for u in run.uids.values() if u}):
         try:
             info = client.retrieve(uid, out)
@@ -217,7 +246,8 @@ def observe(run: CrashRun, client: Client, out: Path) -> None:
         found = sha256_file(out)
         out.unlink()
         if found != info.sha256:
-            run.unreadable[uid] = f"retrieved sha256 {found}, catalog says {info.sha256}"
+            run.unreadable[uid] = (f"retrieved sha256 {found}, "
+                                   f"catalog says {info.sha256}")
         run.retrieved[uid] = found
 
     hits = client.search(archive_pb2.INSTANCE, {})
@@ -229,67 +259,72 @@ def observe(run: CrashRun, client: Client, out: Path) -> None:
     run.after_repair = client.verify(repair=False)
 
 
-class TestCrashDuringIngest:
-    """SIGKILL during a large ingest loses nothing acknowledged, shows nothing partial."""
+@pytest.fixture(scope="module")
+def run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashRun]:
+    """Ingest the pool through the kills, then observe the restarted server."""
+    base = tmp_path_factory.mktemp("crash")
+    rng = np.random.default_rng(SEED)
+    synthetic = synthetic_pool(base / "synthetic", SYNTHETIC_INSTANCES, rng)
+    pool = sorted(corpus.rglob("*.dcm")) + synthetic
+    random.Random(SEED).shuffle(pool)
 
-    @pytest.fixture(scope="class")
-    def run(self, corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashRun]:
-        base = tmp_path_factory.mktemp("crash")
-        rng = np.random.default_rng(SEED)
-        synthetic = synthetic_pool(base / "synthetic", SYNTHETIC_INSTANCES, rng)
-        pool = sorted(corpus.rglob("*.dcm")) + synthetic
-        random.Random(SEED).shuffle(pool)
+    server = ServerProcess(base / "data")
+    up = threading.Event()
+    try:
+        server.start()
+        up.set()
+        ingester = Ingester(server, pool, up)
+        ingester.start()
+        kill_and_restart_during(ingester, server, up, random.Random(SEED + 1))
+        ingester.join(timeout=300)
+        assert not ingester.is_alive(), "ingest did not finish within 300 s"
+        if ingester.error is not None:
+            raise ingester.error
 
-        server = ServerProcess(base / "data")
-        up = threading.Event()
+        result = CrashRun(
+            pool=pool, synthetic=synthetic,
+            sha256={p: sha256_file(p) for p in pool},
+            uids={p: sop_instance_uid_of(p) for p in pool},
+            replies=ingester.replies, interrupted=ingester.interrupted,
+        )
+        client = server.client()
         try:
-            server.start()
-            up.set()
-            ingester = Ingester(server, pool, up)
-            ingester.start()
-            kill_and_restart_during(ingester, server, up, random.Random(SEED + 1))
-            ingester.join(timeout=300)
-            assert not ingester.is_alive(), "ingest did not finish within 300 s"
-            if ingester.error is not None:
-                raise ingester.error
-
-            result = CrashRun(
-                pool=pool, synthetic=synthetic,
-                sha256={p: sha256_file(p) for p in pool},
-                uids={p: sop_instance_uid_of(p) for p in pool},
-                replies=ingester.replies, interrupted=ingester.interrupted,
-            )
-            client = server.client()
-            try:
-                observe(result, client, base / "retrieved.dcm")
-            finally:
-                client.close()
+            observe(result, client, base / "retrieved.dcm")
         finally:
-            server.stop()
-        result.recovery_events = [
-            line for line in server.log_path.read_text().splitlines()
-            if "event=write.rolled_" in line or "event=index.replayed" in line
-        ]
-        print(f"kills={KILLS} interrupted_uploads={len(result.interrupted)} "
-              f"acknowledged={len(result.acknowledged())} of {len(pool)}")
-        print("\n".join(result.recovery_events))
-        yield result
+            client.close()
+    finally:
+        server.stop()
+    result.recovery_events = [
+        line for line in server.log_path.read_text().splitlines()
+        if "event=write.rolled_" in line or "event=index.replayed" in line
+    ]
+    print(f"kills={len(KILL_MOMENTS)} interrupted_uploads={len(result.interrupted)} "
+          f"acknowledged={len(result.acknowledged())} of {len(pool)}")
+    print("\n".join(result.recovery_events))
+    yield result
+
+
+class TestCrashDuringIngest:
+    """kill -9 mid-ingest loses nothing acknowledged and shows nothing partial."""
 
     def test_every_upload_is_answered_and_every_synthetic_one_acknowledged(
         self, run: CrashRun
     ) -> None:
-        """Retried uploads all get a reply; rejections are about the file, not the crash."""
+        """Every upload gets a reply; refusals are of corpus files, never internal."""
         assert run.interrupted, "no upload was interrupted; the kills missed the ingest"
         assert set(run.replies) == set(run.pool)
         not_acked = {p.name: run.replies[p].reason for p in run.synthetic
                      if run.replies[p].outcome not in ACKNOWLEDGED}
         assert not_acked == {}
         internal = {p.name: r.reason for p, r in run.replies.items()
-                    if r.outcome == archive_pb2.REJECTED and "internal error" in r.reason}
+                    if r.outcome == archive_pb2.REJECTED
+                    and "internal error" in r.reason}
         assert internal == {}
 
-    def test_every_acknowledged_instance_retrieves_bit_exact(self, run: CrashRun) -> None:
-        """Each STORED or DUPLICATE reply names the file's sha256 and retrieves as it."""
+    def test_every_acknowledged_instance_retrieves_bit_exact(
+        self, run: CrashRun
+    ) -> None:
+        """Each STORED or DUPLICATE reply carries the file's sha256 and retrieves so."""
         wrong = {}
         for path, reply in run.acknowledged().items():
             expected = run.sha256[path]
@@ -302,7 +337,7 @@ class TestCrashDuringIngest:
     def test_every_listed_instance_is_complete_and_both_indexes_agree(
         self, run: CrashRun
     ) -> None:
-        """LMDB, Search and SQL list the same UIDs, each retrieving a whole pool file."""
+        """LMDB, Search and SQL list the same UIDs; each retrieves a whole pool file."""
         assert run.unreadable == {}
         assert run.searched == run.in_sql
         assert set(run.retrieved) == run.in_sql
@@ -314,7 +349,7 @@ class TestCrashDuringIngest:
     def test_verify_finds_no_damage_and_repair_leaves_nothing_behind(
         self, run: CrashRun
     ) -> None:
-        """verify(repair) finds no corrupt or missing object; a second verify finds nothing."""
+        """verify(repair) finds no corrupt or missing object, then verify finds none."""
         assert run.repair is not None and run.after_repair is not None
         damaged = [(p.kind, p.key, p.detail) for p in run.repair.problems
                    if p.kind in ("corrupt", "missing")]

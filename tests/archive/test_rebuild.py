@@ -25,10 +25,13 @@ def _snapshot(archive: Archive) -> dict[str, list[tuple[object, ...]]]:
 
 
 class TestIndexRebuild:
-    def test_deleted_index_is_rebuilt_identical_from_storage(self, tmp_path: Path, corpus: Path) -> None:
+    def test_deleted_index_is_rebuilt_identical_from_storage(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
         """Rebuild after deleting LMDB and DuckDB gives the same rows and retrievals."""
-        settings = load_settings(overrides={"server.data_dir": str(tmp_path / "data")},
-                                 environ={})
+        settings = load_settings(
+            overrides={"server.data_dir": str(tmp_path / "data")}, environ={}
+        )
         archive = Archive.open(settings)
         files = sorted(corpus.glob("*.dcm"))[:40]
         for path in files:
@@ -53,13 +56,18 @@ class TestIndexRebuild:
         finally:
             archive.close()
 
-    def test_rebuild_on_a_live_index_changes_nothing(self, tmp_path: Path, corpus: Path) -> None:
+    def test_rebuild_on_a_live_index_changes_nothing(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
         """Rebuilding an intact index leaves every table as it was."""
-        settings = load_settings(overrides={"server.data_dir": str(tmp_path / "data")},
-                                 environ={})
+        settings = load_settings(
+            overrides={"server.data_dir": str(tmp_path / "data")}, environ={}
+        )
         archive = Archive.open(settings)
         try:
-            for path in sorted((corpus / "series_mr_brain_ge_t1_mprage").glob("*.dcm"))[:10]:
+            for path in sorted((corpus / "series_mr_brain_ge_t1_mprage").glob("*.dcm"))[
+                :10
+            ]:
                 archive.store_file(path)
             before = _snapshot(archive)
             archive.rebuild_index()

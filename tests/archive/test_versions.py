@@ -15,8 +15,13 @@ from dicomvault.archive.service import Archive
 
 
 def _archive(tmp_path: Path, on_conflict: str) -> Archive:
-    settings = load_settings(overrides={"server.data_dir": str(tmp_path / "data"),
-                                        "ingest.on_conflict": on_conflict}, environ={})
+    settings = load_settings(
+        overrides={
+            "server.data_dir": str(tmp_path / "data"),
+            "ingest.on_conflict": on_conflict,
+        },
+        environ={},
+    )
     return Archive.open(settings)
 
 
@@ -35,7 +40,9 @@ def source(corpus: Path) -> Path:
 
 
 class TestSameUidAgain:
-    def test_identical_bytes_are_a_duplicate_and_write_nothing(self, tmp_path, source) -> None:
+    def test_identical_bytes_are_a_duplicate_and_write_nothing(
+        self, tmp_path, source
+    ) -> None:
         """Storing the same file twice answers duplicate with no new objects."""
         archive = _archive(tmp_path, "reject")
         try:
@@ -55,9 +62,13 @@ class TestSameUidAgain:
             first = archive.store_file(source)
             other = _other_syntax(source, tmp_path)
             other_sha = hashlib.sha256(other.read_bytes()).hexdigest()
-            with pytest.raises(ConflictError, match=(
-                f"is already stored with sha256 {first.sha256}; this upload has sha256 "
-                f"{other_sha}")):
+            with pytest.raises(
+                ConflictError,
+                match=(
+                    f"is already stored with sha256 {first.sha256}; "
+                    f"this upload has sha256 {other_sha}"
+                ),
+            ):
                 archive.store_file(other)
             _record, stream = archive.retrieve(first.sop_instance_uid)
             assert b"".join(stream) == source.read_bytes()
@@ -65,7 +76,7 @@ class TestSameUidAgain:
             archive.close()
 
     def test_version_setting_keeps_both_retrievable(self, tmp_path, source) -> None:
-        """With on_conflict=version the new bytes are current and the old stay readable."""
+        """With on_conflict=version the new bytes are current, the old stay readable."""
         archive = _archive(tmp_path, "version")
         try:
             first = archive.store_file(source)

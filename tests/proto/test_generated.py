@@ -12,7 +12,9 @@ class TestGeneratedStubs:
         """Regenerating the stubs changes nothing; run `make proto` if this fails."""
         fresh = generate(tmp_path)
         assert fresh, "protoc generated nothing"
-        stale = [p.name for p in fresh if (PROTO_DIR / p.name).read_bytes() != p.read_bytes()]
+        stale = [
+            p.name for p in fresh if (PROTO_DIR / p.name).read_bytes() != p.read_bytes()
+        ]
         assert not stale, f"stale generated stubs: {stale}; run `make proto`"
 
     def test_every_generated_module_is_committed(self, tmp_path: Path) -> None:

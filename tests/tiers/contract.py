@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from zarr.codecs import ZstdCodec
+from zarr.storage import LocalStore
+
 from dicomvault.tiers import (
     InvalidKeyError,
     ObjectExistsError,
@@ -33,8 +36,6 @@ from dicomvault.tiers import (
     open_tier,
 )
 from dicomvault.tiers.base import read_all
-from zarr.codecs import ZstdCodec
-from zarr.storage import LocalStore
 
 Corrupt = Callable[[ObjectKey, int], None]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-import s3fs
+
 from dicomvault.tiers import (
     ObjectExistsError,
     ObjectKey,
@@ -44,8 +44,8 @@ class TestS3Tier(TierContract):
         return S3Tier("hot", s3_tier_url, storage_options)
 
     @pytest.fixture
-    def corrupt(self, tier: S3Tier, storage_options: dict[str, Any]) -> Corrupt:
-        fs = s3fs.S3FileSystem(skip_instance_cache=True, **storage_options)
+    def corrupt(self, tier: S3Tier, seaweed: SeaweedServer) -> Corrupt:
+        fs = seaweed.filesystem()
 
         def flip(key: ObjectKey, offset: int) -> None:
             path = tier.path_of(key)
