@@ -104,7 +104,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "storage.shard_bytes",
         int,
-        32 << 20,
+        16 << 20,
         "Target size of one Zarr shard of frames (uncompressed). Larger "
         "shards mean fewer objects; a frame is always one ranged read.",
         _positive,

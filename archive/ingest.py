@@ -401,7 +401,7 @@ class Ingestor:
                 block = np.frombuffer(raw, dtype=source_dtype).astype(dtype, copy=False)
                 block = block.reshape(n, *shape)
                 for frame in block:
-                    hashes.append(hashlib.sha256(frame.tobytes()).hexdigest())
+                    hashes.append(hashlib.sha256(frame.data).hexdigest())
                 frames_store.write_block(array, start, block)
             return {
                 "kind": "native",

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _ENVELOPE_CHUNK = 1 << 20
+READ_RUN_BYTES = 4 << 20
 # Instances kept whole (no separable frames) are decoded from the whole file
 # in memory; above this size that is refused rather than risked.
 MAX_WHOLE_DECODE_BYTES = 512 << 20
@@ -163,6 +164,11 @@ class Reader:
         array = self._array(version)
         hashes = manifest.frames["sha256"]
         per_shard = int(manifest.frames.get("per_shard", 1))
+        count = max(1, int(manifest.frames.get("count", 1)))
+        # Runs are capped in bytes: zarr decodes a run on several threads, and
+        # large runs would hold tens of MB per retrieval in flight.
+        frame_bytes = max(1, manifest.size // count)
+        max_run = max(1, READ_RUN_BYTES // frame_bytes)
         i = 0
         while i < len(indices):
             # Read runs of consecutive frames inside one shard in one call.
@@ -172,6 +178,7 @@ class Reader:
                 i + (stop - start) < len(indices)
                 and indices[i + (stop - start)] == stop
                 and stop // per_shard == start // per_shard
+                and stop - start < max_run
             ):
                 stop += 1
             try:

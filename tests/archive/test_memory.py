@@ -158,8 +158,9 @@ class StoreRun:
 
 
 def growth(baseline: int, peak: int) -> str:
-    return f"peak RSS {peak >> 20} MiB, baseline {baseline >> 20} MiB, " \
-           f"growth {(peak - baseline) >> 20} MiB (limit {RSS_LIMIT >> 20} MiB)"
+    """Peak, baseline and growth of the server's RSS, for messages."""
+    return (f"peak RSS {peak >> 20} MiB, baseline {baseline >> 20} MiB, "
+            f"growth {(peak - baseline) >> 20} MiB (limit {RSS_LIMIT >> 20} MiB)")
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +172,7 @@ def large(tmp_path_factory: pytest.TempPathFactory) -> LargeInstance:
 
 @pytest.fixture(scope="module")
 def client(server: ServerProcess) -> Iterator[Client]:
+    """One client of the module's server."""
     client = server.client()
     yield client
     client.close()
