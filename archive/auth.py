@@ -149,13 +149,12 @@ class Authenticator:
             raise UnauthenticatedError(
                 "no bearer token: send the header 'authorization: Bearer <token>'"
             )
-        if not authorization[: len(BEARER)].lower() == BEARER:
+        if authorization[: len(BEARER)].lower() != BEARER:
             raise UnauthenticatedError(
                 "the authorization header is not a bearer token; "
                 "expected 'Bearer <token>'"
             )
         token = authorization[len(BEARER) :].strip()
-        options: dict[str, Any] = {"require": ["exp", "sub"]}
         try:
             claims = jwt.decode(
                 token,
@@ -163,7 +162,10 @@ class Authenticator:
                 algorithms=[self.algorithm],
                 issuer=self.issuer or None,
                 audience=self.audience or None,
-                options={**options, "verify_aud": bool(self.audience)},
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": bool(self.audience),
+                },
             )
         except jwt.ExpiredSignatureError:
             raise UnauthenticatedError(

@@ -31,6 +31,7 @@ from dicomvault.archive.errors import (
 from dicomvault.archive.index import Index, InstanceRecord
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
 from dicomvault.archive.retrieve import FrameOut, Reader
+from dicomvault.archive.sql import SqlBatch
 from dicomvault.archive.uids import check_uid
 from dicomvault.codecs import Sha256Stream
 from dicomvault.tiers import Tier, open_tier
@@ -272,7 +273,7 @@ class Archive:
 
     def sql_as(
         self, principal: Principal, statement: str, batch_rows: int = 0
-    ) -> Iterator[sql.SqlBatch]:
+    ) -> Iterator[SqlBatch]:
         """Run read-only SQL for ``principal``; ``audit_events`` needs ``auditor``.
 
         A statement naming ``audit_events`` runs on the audit database, and
@@ -288,7 +289,8 @@ class Archive:
             return self.sql(statement, batch_rows)
         authorize(principal, auth.SQL_AUDIT)
         return sql.run_query(  # type: ignore[no-any-return]
-            self.audit_log(),  # type: ignore[arg-type] - same cursor() interface
+            # The audit log offers the same cursor() as the metadata index.
+            self.audit_log(),
             statement,
             batch_rows=batch_rows or self.settings.get("sql.batch_rows"),
             max_rows=self.settings.get("sql.max_rows"),

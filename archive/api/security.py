@@ -327,7 +327,7 @@ class SecurityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             (bool(handler.request_streaming), bool(handler.response_streaming))
         ]
         inner = getattr(handler, name)
-        return factory(  # type: ignore[no-any-return]
+        return factory(
             run,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
