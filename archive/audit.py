@@ -20,7 +20,8 @@ UIDs, codes, subjects of tokens and addresses.
 
 Events are appended to the LMDB catalog (an append-only ``audit`` database,
 plus one ``audit.recorded`` change each in the change log, so replication
-carries them) and then to the DuckDB table ``audit_events`` in its own file,
+carries them) before the call returns, and within a second to the DuckDB
+table ``audit_events`` in its own file,
 ``index/audit.duckdb``. That file is separate from the metadata index on
 purpose: SQL from any role but ``auditor`` runs on a database in which the
 audit table does not exist, so no query trick can reach it.
@@ -29,6 +30,7 @@ audit table does not exist, so no query trick can reach it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import socket
 import threading
@@ -55,28 +57,6 @@ QUERY = ("110112", "Query")
 SECURITY_ALERT = ("110113", "Security Alert")
 USER_AUTHENTICATION = ("110114", "User Authentication")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_events (
-    audit_seq BIGINT PRIMARY KEY,
-    event_date_time TIMESTAMP,
-    event_id_code VARCHAR,
-    event_id_name VARCHAR,
-    event_action_code VARCHAR,
-    event_outcome_indicator INTEGER,
-    event_outcome_description VARCHAR,
-    request VARCHAR,
-    user_id VARCHAR,
-    user_role_ids VARCHAR[],
-    user_is_requestor BOOLEAN,
-    network_access_point_id VARCHAR,
-    network_access_point_type_code VARCHAR,
-    audit_source_id VARCHAR,
-    study_uid VARCHAR,
-    series_uid VARCHAR,
-    sop_instance_uid VARCHAR,
-    participant_object_query_sha256 VARCHAR
-);
-"""
 COLUMNS = (
     "audit_seq",
     "event_date_time",
@@ -98,6 +78,18 @@ COLUMNS = (
     "participant_object_query_sha256",
 )
 AUDIT_SOURCE_ID = socket.gethostname()
+_TYPES = (
+    "BIGINT TIMESTAMP VARCHAR VARCHAR VARCHAR INTEGER VARCHAR VARCHAR VARCHAR "
+    "VARCHAR[] BOOLEAN VARCHAR VARCHAR VARCHAR VARCHAR VARCHAR VARCHAR VARCHAR"
+).split()
+_DEFINITIONS = ", ".join(
+    f"{name} {kind}" for name, kind in zip(COLUMNS, _TYPES, strict=True)
+)
+SCHEMA = f"CREATE TABLE IF NOT EXISTS audit_events ({_DEFINITIONS})"
+_INSERT_JSON = (
+    "INSERT INTO audit_events BY NAME SELECT "
+    f"unnest(CAST(?::JSON AS STRUCT({_DEFINITIONS})[]), recursive := true)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +123,13 @@ class AuditEvent:
         return body
 
 
-def _row(body: dict[str, Any]) -> list[Any]:
-    row = [body.get(name) for name in COLUMNS]
-    when = dt.datetime.fromisoformat(body["event_date_time"])
-    row[1] = when.astimezone(dt.UTC).replace(tzinfo=None)
-    return row
-
-
 class AuditLog:
     """Appends audit events to LMDB and DuckDB; opens ``audit_events`` to SQL.
+
+    :meth:`record` returns once the events are durable in LMDB (group
+    commit: concurrent callers share one transaction). Rows reach the
+    DuckDB table from a background thread within ``TABLE_DELAY`` seconds;
+    :meth:`flush_table` waits for them, and SQL on the table calls it first.
 
     Parameters
     ----------
@@ -149,19 +139,34 @@ class AuditLog:
         The DuckDB file of the ``audit_events`` table; created when missing.
     """
 
+    TABLE_DELAY = 0.5
+
     def __init__(self, catalog: Catalog, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.catalog = catalog
         self.path = path
         self._con = duckdb.connect(str(path), config=dict(SAFE_CONFIG))
         self._con.execute(SCHEMA)
-        # One lock keeps LMDB and DuckDB in the same order, so after a crash
-        # only a tail of events can be missing from DuckDB (see catch_up).
-        self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []
+        self._lmdb_lock = threading.Lock()
+        # Rows are queued for DuckDB in LMDB order and inserted in that order,
+        # so after a crash only a tail of events can be missing from DuckDB;
+        # catch_up copies that tail at the next open.
+        self._table_lock = threading.Lock()
+        self._table_queue: list[dict[str, Any]] = []
+        self._stop = threading.Event()
         self.catch_up()
+        self._writer = threading.Thread(
+            target=self._write_table, name="audit-table", daemon=True
+        )
+        self._writer.start()
 
     def close(self) -> None:
-        with self._lock:
+        self._stop.set()
+        self._writer.join()
+        self.flush_table()
+        with self._table_lock:
             self._con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -170,32 +175,38 @@ class AuditLog:
 
     def catch_up(self) -> int:
         """Copy events that reached LMDB but not DuckDB (a crash between)."""
-        with self._lock:
+        with self._table_lock:
             cur = self._con.cursor()
             row = cur.execute("SELECT max(audit_seq) FROM audit_events").fetchone()
             done = int(row[0]) if row and row[0] is not None else 0
-            rows = [_row(body) for body in self.catalog.audit_since(done)]
-            if rows:
-                self._insert(cur, rows)
-        return len(rows)
+            bodies = list(self.catalog.audit_since(done))
+            self._insert(cur, bodies)
+        return len(bodies)
 
     def record(self, events: list[AuditEvent]) -> None:
-        """Append events durably: LMDB first (the record), then DuckDB.
+        """Append events durably to LMDB; queue them for the SQL table.
 
         Raises
         ------
-        lmdb.Error, duckdb.Error
+        lmdb.Error
             The events could not be written; the caller decides whether the
-            request may still be answered (the front doors log an ERROR).
+            request may still be answered (the gRPC gate logs an ERROR).
         """
         if not events:
             return
-        bodies = [event.to_dict() for event in events]
-        with self._lock:
-            last = self.catalog.append_audit(bodies)
-            first = last - len(bodies) + 1
-            rows = [_row({"audit_seq": first + i, **b}) for i, b in enumerate(bodies)]
-            self._insert(self._con.cursor(), rows)
+        with self._queue_lock:
+            self._pending.extend(event.to_dict() for event in events)
+        # Group commit: whoever holds the lock writes every queued event, so
+        # ours are durable once we hold it and the queue is empty of them.
+        with self._lmdb_lock:
+            with self._queue_lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                last = self.catalog.append_audit(batch)
+                first = last - len(batch) + 1
+                numbered = [{"audit_seq": first + i, **b} for i, b in enumerate(batch)]
+                with self._queue_lock:
+                    self._table_queue.extend(numbered)
         for event in events:
             lk.log_event(
                 logger,
@@ -211,14 +222,35 @@ class AuditLog:
                 },
             )
 
-    def _insert(self, cur: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None:
-        marks = ", ".join("?" for _ in COLUMNS)
+    def flush_table(self) -> None:
+        """Return once every recorded event is a row of ``audit_events``."""
+        with self._table_lock:
+            with self._queue_lock:
+                bodies, self._table_queue = self._table_queue, []
+            self._insert(self._con.cursor(), bodies)
+
+    def _write_table(self) -> None:
+        while not self._stop.wait(self.TABLE_DELAY):
+            try:
+                self.flush_table()
+            except Exception:  # noqa: BLE001 - retried on the next round
+                logger.exception("audit table write failed; rows stay queued")
+
+    def _insert(
+        self, cur: duckdb.DuckDBPyConnection, bodies: list[dict[str, Any]]
+    ) -> None:
+        if not bodies:
+            return
         cur.execute("BEGIN TRANSACTION")
         try:
-            cur.executemany(f"INSERT INTO audit_events VALUES ({marks})", rows)
+            # One JSON parameter for the whole batch: DuckDB parses it in one
+            # go, where executemany or a long VALUES list binds every value.
+            cur.execute(_INSERT_JSON, [json.dumps(bodies)])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
+            with self._queue_lock:
+                self._table_queue[:0] = bodies
             raise
 
 

@@ -288,6 +288,7 @@ class Archive:
         if not reads_audit_table(statement):
             return self.sql(statement, batch_rows)
         authorize(principal, auth.SQL_AUDIT)
+        self.audit_log().flush_table()
         return sql.run_query(  # type: ignore[no-any-return]
             # The audit log offers the same cursor() as the metadata index.
             self.audit_log(),

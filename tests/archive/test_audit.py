@@ -249,3 +249,20 @@ class TestAuditLog:
     ) -> None:
         """Routing follows the parsed table names, not the text."""
         assert reads_audit_table(statement) is expected
+
+
+class TestRestart:
+    def test_restart_after_audited_calls_replays_nothing_into_the_index(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        """audit.recorded changes are not index work: no index.replayed line."""
+        server = ServerProcess(tmp_path / "data")
+        with server:
+            anyone = server.client()
+            anyone.store([corpus / SAMPLE])
+            anyone.search(archive_pb2.STUDY, {})
+            anyone.close()
+        with server:
+            rows = audit_rows(server, "request = 'Search'")
+        assert len(rows) == 1 and rows[0]["user_id"] == "anonymous"
+        assert "event=index.replayed" not in server.log_path.read_text()

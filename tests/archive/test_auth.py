@@ -7,7 +7,7 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dicomvault.archive.auth import (
     ROLES,
@@ -44,6 +44,28 @@ class TestAuthenticate:
         token = make_token(["writer"], secret=key, algorithm="ES256")  # type: ignore[arg-type]
         principal = Authenticator("ES256", public).authenticate(f"bearer {token}")
         assert principal.roles == ("writer",)
+
+    def test_from_settings_reads_an_rs256_public_key_file(self, tmp_path: Path) -> None:
+        """RS256 with a PEM public key file from the settings validates tokens."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = tmp_path / "jwt.pub"
+        pem.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM,
+                serialization.PublicFormat.SubjectPublicKeyInfo,
+            )
+        )
+        settings = load_settings(
+            environ={
+                "DICOMVAULT_SECURITY__AUTH": "jwt",
+                "DICOMVAULT_SECURITY__JWT_ALGORITHM": "RS256",
+                "DICOMVAULT_SECURITY__JWT_KEY_FILE": str(pem),
+            }
+        )
+        authenticator = Authenticator.from_settings(settings)
+        assert authenticator is not None
+        token = make_token(["admin"], secret=key, algorithm="RS256")  # type: ignore[arg-type]
+        assert authenticator.authenticate(f"Bearer {token}").roles == ("admin",)
 
     def test_missing_header_is_unauthenticated(self, hs256: Authenticator) -> None:
         """No header at all is refused with a hint on the expected form."""
