@@ -10,8 +10,8 @@ Terms:
   (``instance.retrieve``, ``sql.query``, ...). Each role grants a set of
   actions; :data:`ROLE_ACTIONS` is the one table.
 
-Both front doors call the same two functions: :meth:`Authenticator.authenticate`
-with the value of the ``authorization`` header (gRPC metadata or HTTP), then
+Both front doors call the same two functions: :func:`authenticate` with the
+value of the ``authorization`` header (gRPC metadata or HTTP), then
 :func:`authorize` with the action of the request. Tokens are JSON Web Tokens
 signed with HS256 (a shared secret) or RS256/ES256 (the server holds only the
 public key), validated by PyJWT: signature, ``exp`` (required), ``sub``
@@ -87,6 +87,29 @@ def authorize(principal: Principal, action: str) -> None:
         f"{principal.subject!r} with roles {list(principal.roles)} may not "
         f"perform {action}; it needs one of the roles {allowed}"
     )
+
+
+def authenticate(
+    authenticator: Authenticator | None, authorization: str | None
+) -> Principal:
+    """The principal of a request, for any front door.
+
+    Parameters
+    ----------
+    authenticator
+        From :meth:`Authenticator.from_settings`; None when ``security.auth``
+        is ``none``, and then every caller is :data:`ANONYMOUS`.
+    authorization
+        The ``authorization`` header value (gRPC metadata or HTTP), or None.
+
+    Raises
+    ------
+    UnauthenticatedError
+        See :meth:`Authenticator.authenticate`.
+    """
+    if authenticator is None:
+        return ANONYMOUS
+    return authenticator.authenticate(authorization)
 
 
 class Authenticator:
@@ -194,5 +217,6 @@ __all__ = [
     "ROLE_ACTIONS",
     "Authenticator",
     "Principal",
+    "authenticate",
     "authorize",
 ]

@@ -34,7 +34,13 @@ from dicomvault.archive import audit as au
 from dicomvault.archive import auth
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.api.status import grpc_status
-from dicomvault.archive.auth import ANONYMOUS, Authenticator, Principal, authorize
+from dicomvault.archive.auth import (
+    ANONYMOUS,
+    Authenticator,
+    Principal,
+    authenticate,
+    authorize,
+)
 from dicomvault.archive.config import Settings, check_security, is_loopback
 from dicomvault.archive.errors import PermissionDeniedError, UnauthenticatedError
 from dicomvault.archive.service import Archive
@@ -195,11 +201,7 @@ class SecurityInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     ) -> Principal:
         metadata = dict(context.invocation_metadata() or ())
         try:
-            principal = (
-                ANONYMOUS
-                if self.authenticator is None
-                else self.authenticator.authenticate(metadata.get("authorization"))
-            )
+            principal = authenticate(self.authenticator, metadata.get("authorization"))
         except UnauthenticatedError as err:
             self._record(
                 au.USER_AUTHENTICATION,

@@ -10,9 +10,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dicomvault.archive.auth import (
+    ANONYMOUS,
     ROLES,
     Authenticator,
     Principal,
+    authenticate,
     authorize,
 )
 from dicomvault.archive.config import ConfigError, load_settings
@@ -66,6 +68,11 @@ class TestAuthenticate:
         assert authenticator is not None
         token = make_token(["admin"], secret=key, algorithm="RS256")  # type: ignore[arg-type]
         assert authenticator.authenticate(f"Bearer {token}").roles == ("admin",)
+
+    def test_open_mode_makes_every_caller_anonymous(self) -> None:
+        """Without an authenticator any header, or none, gives ANONYMOUS."""
+        assert authenticate(None, None) == ANONYMOUS
+        assert authenticate(None, "Bearer whatever") == ANONYMOUS
 
     def test_missing_header_is_unauthenticated(self, hs256: Authenticator) -> None:
         """No header at all is refused with a hint on the expected form."""
