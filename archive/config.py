@@ -16,6 +16,7 @@ by :meth:`Settings.redacted`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -148,6 +149,67 @@ SPECS: tuple[Spec, ...] = (
         _positive,
     ),
     Spec("sql.batch_rows", int, 1000, "Rows per streamed SQL batch.", _positive),
+    Spec(
+        "security.auth",
+        str,
+        "none",
+        "How callers prove who they are: `jwt` (bearer tokens signed with "
+        "`security.jwt_key_file`) or `none` (every caller has every role; "
+        "allowed only when `server.grpc_host` is a loopback address). "
+        'Example: `auth = "jwt"`.',
+        _one_of("none", "jwt"),
+    ),
+    Spec(
+        "security.jwt_algorithm",
+        str,
+        "HS256",
+        "Signature algorithm of bearer tokens: HS256 (shared secret), RS256 or "
+        'ES256 (public key). Example: `jwt_algorithm = "ES256"`.',
+        _one_of("HS256", "RS256", "ES256"),
+    ),
+    Spec(
+        "security.jwt_key_file",
+        str,
+        "",
+        "File with the HS256 secret, or the PEM public key for RS256/ES256. "
+        'Example: `jwt_key_file = "/etc/dicomvault/jwt.pub"`.',
+    ),
+    Spec(
+        "security.jwt_issuer",
+        str,
+        "",
+        "Required `iss` claim of tokens; empty to not check. "
+        'Example: `jwt_issuer = "https://login.example.org"`.',
+    ),
+    Spec(
+        "security.jwt_audience",
+        str,
+        "",
+        "Required `aud` claim of tokens; empty to not check. "
+        'Example: `jwt_audience = "dicomvault"`.',
+    ),
+    Spec(
+        "security.tls_cert_file",
+        str,
+        "",
+        "PEM certificate chain of the server; with `tls_key_file` it turns on "
+        'TLS for gRPC. Example: `tls_cert_file = "/etc/dicomvault/server.crt"`.',
+    ),
+    Spec(
+        "security.tls_key_file",
+        str,
+        "",
+        "PEM private key of `tls_cert_file`. "
+        'Example: `tls_key_file = "/etc/dicomvault/server.key"`.',
+    ),
+    Spec(
+        "security.tls_client_ca_file",
+        str,
+        "",
+        "PEM certificates of the CAs that sign client certificates; when set, "
+        "mutual TLS is required and a client without a certificate is refused "
+        'at the handshake. Example: `tls_client_ca_file = "/etc/dicomvault/ca.crt"`.',
+    ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
 
@@ -319,6 +381,60 @@ def load_settings(
             f"setting storage.default_tier: {values['storage.default_tier']!r} is not "
             f"a configured tier ({', '.join(tiers)})"
         )
+    check_security(values)
     return Settings(
         MappingProxyType(values), MappingProxyType(tiers), ", ".join(sources)
     )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_security(values: Mapping[str, Any]) -> None:
+    """Validate the ``security.*`` settings together with the bind address.
+
+    Raises
+    ------
+    ConfigError
+        A key file is missing, TLS is half configured, or the server would
+        listen on a non-loopback address without authentication.
+    """
+    files = (
+        "security.jwt_key_file",
+        "security.tls_cert_file",
+        "security.tls_key_file",
+        "security.tls_client_ca_file",
+    )
+    for key in files:
+        if values[key] and not Path(values[key]).is_file():
+            raise ConfigError(f"setting {key}: {values[key]!r} is not a readable file")
+    if values["security.auth"] == "jwt" and not values["security.jwt_key_file"]:
+        raise ConfigError(
+            "setting security.auth is 'jwt' but security.jwt_key_file is empty; "
+            "set it to the HS256 secret or the RS256/ES256 public key file"
+        )
+    if bool(values["security.tls_cert_file"]) != bool(values["security.tls_key_file"]):
+        raise ConfigError(
+            "settings security.tls_cert_file and security.tls_key_file must be "
+            "set together (found only one of them)"
+        )
+    if values["security.tls_client_ca_file"] and not values["security.tls_cert_file"]:
+        raise ConfigError(
+            "setting security.tls_client_ca_file needs TLS: also set "
+            "security.tls_cert_file and security.tls_key_file"
+        )
+    host = values["server.grpc_host"]
+    if values["security.auth"] == "none" and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host}, which is not a loopback address, "
+            "without authentication (security.auth is 'none'): anyone who can "
+            "reach the port could read every instance; set security.auth = 'jwt' "
+            "and security.jwt_key_file, or bind to 127.0.0.1"
+        )

@@ -13,6 +13,8 @@ to one gRPC status and one HTTP code in a single table::
     ├── ConflictError            same UID already stored with other content
     ├── LimitExceededError       a configured limit was reached
     ├── RefusedError             refused by policy or by a read-only guard
+    ├── UnauthenticatedError     no valid bearer token came with the request
+    ├── PermissionDeniedError    the caller's roles do not allow the action
     ├── UnsupportedError         a valid request this archive cannot serve
     ├── IntegrityError           stored data does not match its checksum
     │   └── MissingObjectError       an indexed object is absent from its tier
@@ -79,3 +81,11 @@ class MissingObjectError(IntegrityError):
 
 class TransientError(DicomVaultError):
     """A storage backend did not answer; the operation may be retried."""
+
+
+class UnauthenticatedError(DicomVaultError):
+    """The request carries no valid credentials (missing, expired, forged)."""
+
+
+class PermissionDeniedError(DicomVaultError, PermissionError):
+    """The caller is known, but none of its roles allows the action."""

@@ -59,3 +59,13 @@ def log_event(
     parts = [f"{EVENT}={event}"]
     parts.extend(f"{k}={_format(v)}" for k, v in fields.items())
     logger.log(level, " ".join(parts))
+
+
+# Audit trail (see archive.audit): one INFO line per recorded audit event.
+AUDIT_RECORDED = "audit.recorded"
+AUDIT_EVENT_ID = "audit_event_id"
+AUDIT_ACTION = "audit_action"
+AUDIT_OUTCOME = "audit_outcome"
+AUDIT_USER = "user"
+AUDIT_REQUEST = "request"
+AUTH_OPEN = "auth.open"

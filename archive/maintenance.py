@@ -161,6 +161,8 @@ def catch_up(index: Index, tiers: dict[str, Tier]) -> int:
     applied = index.metadata.applied_seq()
     count = 0
     for change in index.catalog.changes_since(applied):
+        if change["type"] == "audit.recorded":
+            continue  # the audit table catches up on its own (archive.audit)
         if change["type"] == "index.rebuilt":
             _refill_metadata(index, tiers, change["seq"])
         elif change["type"] == "instance.stored":

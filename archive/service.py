@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dicomvault.archive import auth, maintenance, search, sql
 from dicomvault.archive import logkeys as lk
-from dicomvault.archive import maintenance, search, sql
+from dicomvault.archive.audit import AuditLog, reads_audit_table
+from dicomvault.archive.auth import Principal, authorize
 from dicomvault.archive.config import Settings
 from dicomvault.archive.errors import (
     DicomVaultError,
@@ -28,6 +31,7 @@ from dicomvault.archive.errors import (
 from dicomvault.archive.index import Index, InstanceRecord
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
 from dicomvault.archive.retrieve import FrameOut, Reader
+from dicomvault.archive.sql import SqlBatch
 from dicomvault.archive.uids import check_uid
 from dicomvault.codecs import Sha256Stream
 from dicomvault.tiers import Tier, open_tier
@@ -126,6 +130,7 @@ class Archive:
         return archive
 
     def close(self) -> None:
+        self.close_audit()
         self.index.close()
 
     # -- ingest -------------------------------------------------------------
@@ -245,6 +250,56 @@ class Archive:
             "tiers": ",".join(f"{n}={t.url}" for n, t in self.tiers.items()),
             "instances": len(self.index.catalog),
         }
+
+    # -- security ---------------------------------------------------------------
+
+    def audit_log(self) -> AuditLog:
+        """The audit trail of this archive, opened on first use."""
+        with _AUDIT_OPEN:
+            log: AuditLog | None = self.__dict__.get("_audit")
+            if log is None:
+                log = AuditLog(
+                    self.index.catalog,
+                    self.settings.data_dir / "index" / "audit.duckdb",
+                )
+                self.__dict__["_audit"] = log
+        return log
+
+    def close_audit(self) -> None:
+        """Close the audit table if it was opened."""
+        log = self.__dict__.pop("_audit", None)
+        if log is not None:
+            log.close()
+
+    def sql_as(
+        self, principal: Principal, statement: str, batch_rows: int = 0
+    ) -> Iterator[SqlBatch]:
+        """Run read-only SQL for ``principal``; ``audit_events`` needs ``auditor``.
+
+        A statement naming ``audit_events`` runs on the audit database, and
+        only for a principal allowed ``sql.audit``; any other runs on the
+        metadata index (see :func:`dicomvault.archive.audit.reads_audit_table`).
+
+        Raises
+        ------
+        PermissionDeniedError
+            The statement reads the audit table and the principal is no auditor.
+        """
+        if not reads_audit_table(statement):
+            return self.sql(statement, batch_rows)
+        authorize(principal, auth.SQL_AUDIT)
+        self.audit_log().flush_table()
+        return sql.run_query(  # type: ignore[no-any-return]
+            # The audit log offers the same cursor() as the metadata index.
+            self.audit_log(),
+            statement,
+            batch_rows=batch_rows or self.settings.get("sql.batch_rows"),
+            max_rows=self.settings.get("sql.max_rows"),
+            timeout_seconds=self.settings.get("sql.timeout_seconds"),
+        )
+
+
+_AUDIT_OPEN = threading.Lock()
 
 
 def clean_spool(spool_dir: Path) -> None:

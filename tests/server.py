@@ -42,6 +42,8 @@ class ServerProcess:
         Optional TOML file.
     env
         Extra environment variables (``DICOMVAULT_*`` settings).
+    credentials
+        TLS credentials for the readiness check of a server with TLS.
     """
 
     def __init__(
@@ -49,8 +51,10 @@ class ServerProcess:
         data_dir: Path,
         config: Path | None = None,
         env: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ):
         self.data_dir = data_dir
+        self.credentials = credentials
         self.config = config
         self.env = env or {}
         self.port = free_port()
@@ -78,7 +82,12 @@ class ServerProcess:
             args, stdout=log, stderr=subprocess.STDOUT, env=env
         )
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
+        channel = (
+            grpc.insecure_channel(self.address)
+            if self.credentials is None
+            else grpc.secure_channel(self.address, self.credentials)
+        )
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import grpc
 
+from dicomvault.tools.client_security import add_connection_options
+
 DEFAULT_SERVER = "127.0.0.1:50051"
 
 
@@ -140,8 +142,9 @@ def _ingest_samples(address: str, data_dir: Path) -> None:
 
 def _client(args: argparse.Namespace) -> Any:
     from dicomvault.tools.client import Client
+    from dicomvault.tools.client_security import security_from_args
 
-    return Client(args.server)
+    return Client(args.server, security_from_args(args))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -360,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         cp.add_argument(
             "--server", default=DEFAULT_SERVER, help="HOST:PORT of the server"
         )
+        add_connection_options(cp)
         return cp
 
     p = client_parser("ingest", "store DICOM files and folders")

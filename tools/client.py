@@ -22,6 +22,7 @@ from dicomvault.proto import (
     query_pb2,
     query_pb2_grpc,
 )
+from dicomvault.tools.client_security import BearerToken, Security
 
 CHUNK_BYTES = 1 << 20
 MAX_MESSAGE_BYTES = 64 << 20
@@ -33,15 +34,26 @@ OUTCOME_NAMES = {
 }
 
 
-def connect(address: str) -> grpc.Channel:
-    """An insecure channel to a dicomvault server with large message limits."""
-    return grpc.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
+def connect(address: str, security: Security | None = None) -> grpc.Channel:
+    """A channel to a dicomvault server with large message limits.
+
+    Plain (insecure) unless ``security`` names a CA or a client certificate;
+    a token in ``security`` is sent as ``authorization: Bearer ...`` on
+    every call.
+    """
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    security = security or Security()
+    credentials = security.channel_credentials()
+    if credentials is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        channel = grpc.secure_channel(address, credentials, options=options)
+    if security.token:
+        channel = grpc.intercept_channel(channel, BearerToken(security.token))
+    return channel
 
 
 def upload_messages(
@@ -64,8 +76,8 @@ def upload_messages(
 class Client:
     """Calls on one dicomvault server."""
 
-    def __init__(self, address: str):
-        self.channel = connect(address)
+    def __init__(self, address: str, security: Security | None = None):
+        self.channel = connect(address, security)
         self.archive = archive_pb2_grpc.ArchiveStub(self.channel)
         self.query = query_pb2_grpc.QueryStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)

@@ -18,6 +18,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dicomvault.archive import logkeys as lk
+from dicomvault.archive.api.security import (
+    SecurityInterceptor,
+    current_principal,
+    server_credentials,
+)
 from dicomvault.archive.api.status import grpc_status
 from dicomvault.archive.errors import DicomVaultError, InvalidInputError
 from dicomvault.archive.service import Archive, Upload
@@ -303,7 +308,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     ) -> Iterator[query_pb2.SqlBatch]:
         from dicomvault.archive.sql import rows_to_json
 
-        for batch in self.archive.sql(request.sql, request.batch_rows):
+        principal = current_principal()
+        for batch in self.archive.sql_as(principal, request.sql, request.batch_rows):
             yield query_pb2.SqlBatch(
                 columns=batch.columns,
                 column_types=batch.column_types,
@@ -360,6 +366,7 @@ def build_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        interceptors=[SecurityInterceptor.for_server(archive, host)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -387,7 +394,11 @@ def build_server(
         server,
     )
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        credentials = server_credentials(archive.settings)
+        if credentials is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", credentials)
     except RuntimeError as err:  # grpcio raises RuntimeError("Failed to bind ...")
         raise OSError(f"cannot bind gRPC to {host}:{port}: {err}") from None
     if bound == 0:

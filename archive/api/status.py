@@ -20,6 +20,8 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode, int], ...] = (
     (te.TierUnavailableError, grpc.StatusCode.UNAVAILABLE, 503),
     (te.InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT, 400),
     (te.TierIntegrityError, grpc.StatusCode.DATA_LOSS, 500),
+    (e.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED, 401),
+    (e.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, 403),
 )
 
 

@@ -9,6 +9,8 @@ Databases in one LMDB environment (every write is one durable transaction):
   After a crash each leftover intent is rolled forward or back.
 - ``changes``: sequence number -> change; the ordered, gapless log of every
   committed change, read by the metadata index to catch up after a crash.
+- ``audit``: audit sequence number -> audit event; append-only (see
+  ``archive.audit``). Each event is also a change of type ``audit.recorded``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import lmdb
 
 _SEQ_KEY = b"seq"
+_AUDIT_SEQ_KEY = b"audit_seq"
 
 
 def _seq_key(seq: int) -> bytes:
@@ -96,6 +99,7 @@ class Catalog:
         self._intents = self.env.open_db(b"intents")
         self._changes = self.env.open_db(b"changes")
         self._meta = self.env.open_db(b"meta")
+        self._audit = self.env.open_db(b"audit")
 
     def close(self) -> None:
         self.env.close()
@@ -243,3 +247,32 @@ class Catalog:
             return self._append_change(
                 txn, {"type": "index.rebuilt", "instances": len(records)}
             )
+
+    # -- audit -----------------------------------------------------------
+
+    def append_audit(self, events: list[dict[str, Any]]) -> int:
+        """Append audit events durably, in one transaction; return the last number.
+
+        Each event gets the next audit sequence number (``audit_seq``) and is
+        also appended to the change log as an ``audit.recorded`` change, so
+        whatever carries the change log elsewhere carries the audit trail too.
+        Events are never changed or removed.
+        """
+        with self.env.begin(write=True) as txn:
+            raw = txn.get(_AUDIT_SEQ_KEY, db=self._meta)
+            seq = int(raw) if raw is not None else 0
+            for event in events:
+                seq += 1
+                body = {"audit_seq": seq, **event}
+                txn.put(_seq_key(seq), json.dumps(body).encode(), db=self._audit)
+                self._append_change(txn, {"type": "audit.recorded", "event": body})
+            txn.put(_AUDIT_SEQ_KEY, str(seq).encode(), db=self._meta)
+        return seq
+
+    def audit_since(self, seq: int) -> Iterator[dict[str, Any]]:
+        """Audit events numbered above ``seq``, in order."""
+        with self.env.begin(db=self._audit) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(_seq_key(seq + 1)):
+                for _key, value in cursor:
+                    yield json.loads(value)

@@ -76,6 +76,13 @@ CREATE TABLE IF NOT EXISTS instances (
 """
 
 _TABLES = ("instances", "series", "studies", "patients")
+# No SQL run on our databases may read or write files, reach the network or
+# install code.
+SAFE_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
 
 def _patient_key(meta: dict[str, Any]) -> str:
@@ -160,14 +167,7 @@ class MetadataIndex:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._con = duckdb.connect(
-            str(path),
-            config={
-                "enable_external_access": False,
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-            },
-        )
+        self._con = duckdb.connect(str(path), config=dict(SAFE_CONFIG))
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._pending: list[_Pending] = []
