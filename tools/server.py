@@ -10,6 +10,7 @@ from typing import Any
 
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.api.grpc_server import build_server
+from dicomvault.archive.api.http_server import HttpServer
 from dicomvault.archive.config import Settings
 from dicomvault.archive.service import Archive
 
@@ -50,10 +51,22 @@ def run_server(
     }
     server.start()
     address = f"{host}:{port}"
+    http = HttpServer(archive, settings)
+    try:
+        http_address = http.start()
+    except BaseException:
+        server.stop(grace=0).wait()
+        archive.close()
+        raise
     lk.log_event(
         logger,
         lk.SERVER_STARTED,
-        **{lk.ADDRESS: address, "grpc": address, **archive.describe()},
+        **{
+            lk.ADDRESS: address,
+            "grpc": address,
+            "http": http_address + settings.get("http.base_path"),
+            **archive.describe(),
+        },
     )
     try:
         if on_ready is not None:
@@ -61,6 +74,7 @@ def run_server(
         while not stop.wait(0.5):
             pass
     finally:
+        http.stop()
         server.stop(grace=5).wait()
         archive.close()
         for sig, handler in previous.items():

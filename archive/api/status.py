@@ -20,6 +20,8 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode, int], ...] = (
     (te.TierUnavailableError, grpc.StatusCode.UNAVAILABLE, 503),
     (te.InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT, 400),
     (te.TierIntegrityError, grpc.StatusCode.DATA_LOSS, 500),
+    (e.UnsupportedMediaTypeError, grpc.StatusCode.INVALID_ARGUMENT, 415),
+    (e.UnimplementedError, grpc.StatusCode.UNIMPLEMENTED, 501),
 )
 
 
