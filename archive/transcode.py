@@ -93,6 +93,11 @@ def transcode_instance(data: bytes, transfer_syntax_uid: str) -> bytes:
     try:
         if "PixelData" in ds and UID(stored).is_compressed:
             ds.decompress()
+        elif "PixelData" in ds and not ds.original_encoding[1]:
+            # Big endian native pixels: pydicom writes element values in the
+            # new byte order but leaves the raw pixel bytes as they are.
+            arr = ds.pixel_array
+            ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
         if transfer_syntax_uid == JPEG2000Lossless and "PixelData" in ds:
             ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
     except Exception as err:  # noqa: BLE001 - codec plugins raise anything
@@ -107,9 +112,13 @@ def transcode_instance(data: bytes, transfer_syntax_uid: str) -> bytes:
             f"encode as {transfer_syntax_uid}; ask for transfer-syntax=* instead"
         )
     ds.file_meta.TransferSyntaxUID = UID(transfer_syntax_uid)
+    ds.preamble = ds.preamble or b"\0" * 128
 
     out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True, little_endian=True, implicit_vr=False)
+    # force_encoding: the source may be implicit VR or big endian.
+    pydicom.dcmwrite(
+        out, ds, little_endian=True, implicit_vr=False, force_encoding=True
+    )
     return out.getvalue()
 
 

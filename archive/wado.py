@@ -23,7 +23,7 @@ from dicomvault.archive.errors import (
     NotFoundError,
     UnsupportedError,
 )
-from dicomvault.archive.uids import check_uid
+from dicomvault.archive.uids import MISSING, check_uid
 
 if TYPE_CHECKING:
     from dicomvault.archive.index import InstanceRecord
@@ -46,8 +46,11 @@ def select_instances(
     NotFoundError
         Nothing is stored under these UIDs.
     """
-    check_uid(study_uid, "StudyInstanceUID")
-    if series_uid:
+    # Instances without a study or series UID are filed under MISSING;
+    # their retrieve URLs name it, so it is accepted here.
+    if study_uid != MISSING:
+        check_uid(study_uid, "StudyInstanceUID")
+    if series_uid and series_uid != MISSING:
         check_uid(series_uid, "SeriesInstanceUID")
     if sop_uid:
         check_uid(sop_uid, "SOPInstanceUID")

@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount, Route
 
+from dicomvault.archive import logkeys as lk
 from dicomvault.archive import transcode
 from dicomvault.archive.api import multipart as mp
 from dicomvault.archive.api.status import http_status
@@ -322,7 +323,11 @@ async def _finish_part(
         if isinstance(part_error, StudyMismatchError)
         else _failure_reason(part_error)
     )
-    logger.info("STOW-RS part refused: reason=%04X %s", reason, part_error)
+    lk.log_event(
+        logger,
+        lk.INSTANCE_REJECTED,
+        **{lk.REASON: type(part_error).__name__, "failure_reason": f"{reason:04X}"},
+    )
     return {"00081197": {"vr": "US", "Value": [reason]}}
 
 
