@@ -90,23 +90,32 @@ def transcode_instance(data: bytes, transfer_syntax_uid: str) -> bytes:
     if stored == transfer_syntax_uid:
         return data
 
+    # A lossless change of transfer syntax keeps the SOP Instance UID.
+    has_pixels = "PixelData" in ds
+    big_endian = not ds.original_encoding[1]
     try:
-        if "PixelData" in ds and UID(stored).is_compressed:
-            ds.decompress()
-        elif "PixelData" in ds and not ds.original_encoding[1]:
-            # Big endian native pixels: pydicom writes element values in the
-            # new byte order but leaves the raw pixel bytes as they are.
+        compressed = UID(stored).is_compressed
+        if has_pixels and transfer_syntax_uid == JPEG2000Lossless:
+            ds.compress(
+                JPEG2000Lossless,
+                ds.pixel_array,
+                encoding_plugin="pylibjpeg",
+                generate_instance_uid=False,
+            )
+        elif has_pixels and compressed:
+            ds.decompress(generate_instance_uid=False)
+        elif has_pixels and big_endian:
+            # pydicom writes element values in the new byte order but leaves
+            # the raw bytes of native pixel data as they are.
             arr = ds.pixel_array
             ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        if transfer_syntax_uid == JPEG2000Lossless and "PixelData" in ds:
-            ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
     except Exception as err:  # noqa: BLE001 - codec plugins raise anything
         raise UnsupportedError(
             f"cannot transcode instance {ds.get('SOPInstanceUID', '?')} from "
             f"{stored} to {transfer_syntax_uid}: {err}; "
             "ask for transfer-syntax=* instead"
         ) from None
-    if "PixelData" not in ds and transfer_syntax_uid == JPEG2000Lossless:
+    if not has_pixels and transfer_syntax_uid == JPEG2000Lossless:
         raise UnsupportedError(
             f"instance {ds.get('SOPInstanceUID', '?')} has no pixel data to "
             f"encode as {transfer_syntax_uid}; ask for transfer-syntax=* instead"
