@@ -239,7 +239,7 @@ def render_frame(
         if desc.bits_allocated > 8:
             rgb = (pixels >> (desc.bits_stored - 8)).astype(np.uint8)
         if desc.photometric_interpretation.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
+            from pydicom.pixels.processing import convert_color_space
 
             rgb = convert_color_space(rgb, desc.photometric_interpretation, "RGB")
         picture = Image.fromarray(np.asarray(rgb, dtype=np.uint8), mode="RGB")

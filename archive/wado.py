@@ -191,7 +191,7 @@ def render(
         values = metadata.get(tag, {}).get("Value")
         return float(values[0]) if values else default
 
-    return transcode.render_frame(
+    return transcode.render_frame(  # type: ignore[no-any-return]
         frame_array(frame),
         frame.description,
         window or transcode.instance_window(metadata),

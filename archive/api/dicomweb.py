@@ -106,7 +106,7 @@ async def _on_error(_request: Request, err: Exception) -> Response:
 
 
 def _archive(request: Request) -> Archive:
-    return request.app.state.archive  # type: ignore[no-any-return]
+    return request.app.state.archive
 
 
 def _base_url(request: Request) -> str:
@@ -125,7 +125,7 @@ def _choose_instance_syntax(request: Request) -> str:
     """The transfer syntax of whole instances the client accepts, first wins."""
     offers = _accepted(request)
     if not offers:
-        return transcode.AS_STORED
+        return str(transcode.AS_STORED)
     for offer in offers:
         if offer.value in ("*/*", "multipart/*") or (
             offer.value == "multipart/related"
@@ -133,7 +133,7 @@ def _choose_instance_syntax(request: Request) -> str:
         ):
             syntax = offer.params.get("transfer-syntax", transcode.AS_STORED)
             if syntax == transcode.AS_STORED or syntax in transcode.TARGET_SYNTAXES:
-                return syntax
+                return str(syntax)
     raise UnsupportedError(
         "none of the accepted media types can be served "
         f"(Accept: {request.headers.get('accept')}); available: "
@@ -155,7 +155,7 @@ def _choose_frame_syntax(request: Request) -> str:
         )
         syntax = offer.params.get("transfer-syntax", "")
         if syntax == transcode.AS_STORED:
-            return syntax
+            return str(syntax)
         if part in ("*/*", "application/octet-stream") and syntax in (
             "",
             ExplicitVRLittleEndian,
@@ -177,7 +177,7 @@ def _choose_render_type(request: Request) -> str:
         if offer.value in ("*/*", "image/*"):
             return "image/jpeg"
         if offer.value in transcode.RENDER_MEDIA_TYPES:
-            return offer.value
+            return str(offer.value)
     raise UnsupportedError(
         f"cannot render as {request.headers.get('accept')}; available: "
         + ", ".join(transcode.RENDER_MEDIA_TYPES)
@@ -198,7 +198,7 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-class StudyMismatchError(InvalidInputError):
+class StudyMismatchError(InvalidInputError):  # type: ignore[misc]
     """A STOW-RS part whose study is not the one in the request URL."""
 
 
