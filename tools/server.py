@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 def run_server(
     settings: Settings, on_ready: Callable[[str], Any] | None = None
 ) -> None:
-    """Open the archive, serve gRPC, and stop cleanly on SIGTERM or SIGINT.
+    """Open the archive, serve gRPC and DICOMweb, stop cleanly on SIGTERM or SIGINT.
 
     Parameters
     ----------
@@ -41,6 +41,15 @@ def run_server(
     except BaseException:
         archive.close()
         raise
+    # DICOMweb listens before gRPC starts: a client that sees the gRPC health
+    # check answer SERVING can use both front doors at once.
+    http = HttpServer(archive, settings)
+    try:
+        http_address = http.start()
+    except BaseException:
+        server.stop(grace=0).wait()
+        archive.close()
+        raise
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -51,13 +60,6 @@ def run_server(
     }
     server.start()
     address = f"{host}:{port}"
-    http = HttpServer(archive, settings)
-    try:
-        http_address = http.start()
-    except BaseException:
-        server.stop(grace=0).wait()
-        archive.close()
-        raise
     lk.log_event(
         logger,
         lk.SERVER_STARTED,

@@ -399,12 +399,18 @@ def retrieve(request: Request) -> Response:
     syntax = _choose_instance_syntax(request)
     records = archive.instances_under(*_uids(request))
     boundary = mp.new_boundary()
+    # Transcode the first instance before the status line goes out, so a
+    # single instance that cannot be converted is a 406, not a cut stream.
+    first: dict[str, bytes] = {}
+    if syntax != transcode.AS_STORED:
+        sop_uid = records[0].sop_instance_uid
+        first[sop_uid] = archive.transcode(sop_uid, syntax)
 
     def pieces(sop_uid: str) -> Iterator[bytes]:
         if syntax == transcode.AS_STORED:
             yield from archive.retrieve(sop_uid)[1]
         else:
-            yield archive.transcode(sop_uid, syntax)
+            yield first.pop(sop_uid, b"") or archive.transcode(sop_uid, syntax)
 
     def part_type(sop_uid: str) -> str:
         if syntax != transcode.AS_STORED:

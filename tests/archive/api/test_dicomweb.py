@@ -502,6 +502,22 @@ class TestErrors:
             "transfer-syntax *, 1.2.840.10008.1.2.1, 1.2.840.10008.1.2.4.90\n"
         )
 
+    def test_instance_that_cannot_be_transcoded_is_406(
+        self, web: dict[str, Any], corpus: Path
+    ) -> None:
+        """A 3x3 image asked for as JPEG 2000 is 406 naming the instance."""
+        path = corpus / "sc_rgb_3x3_odd_length.dcm"
+        study, series, sop = _uids(path)
+        reply = self._get(
+            web,
+            f"/studies/{study}/series/{series}/instances/{sop}",
+            Accept='multipart/related; type="application/dicom"; '
+            f"transfer-syntax={JPEG2000Lossless}",
+        )
+        assert reply.status_code == 406
+        assert reply.text.startswith(f"cannot transcode instance {sop} from ")
+        assert reply.text.endswith("; ask for transfer-syntax=* instead\n")
+
     def test_delete_answers_501_until_the_archive_offers_deletion(
         self, web: dict[str, Any]
     ) -> None:
