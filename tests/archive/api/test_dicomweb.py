@@ -78,6 +78,12 @@ def _study_series(url: str) -> tuple[str, str]:
     return parts[parts.index("studies") + 1], parts[parts.index("series") + 1]
 
 
+def _instance_path(path: Path) -> str:
+    """The WADO-RS path of a corpus file's instance, under the base URL."""
+    study, series, sop = _uids(path)
+    return f"/studies/{study}/series/{series}/instances/{sop}"
+
+
 def _uids(path: Path) -> tuple[str, str, str]:
     ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
@@ -490,10 +496,9 @@ class TestErrors:
         self, web: dict[str, Any], corpus: Path
     ) -> None:
         """Asking for JPEG baseline is 406, and the reply lists the choices."""
-        study, series, sop = _uids(corpus / "mr_brain_siemens_trio_rle.dcm")
         reply = self._get(
             web,
-            f"/studies/{study}/series/{series}/instances/{sop}",
+            _instance_path(corpus / "mr_brain_siemens_trio_rle.dcm"),
             Accept='multipart/related; type="application/dicom"; '
             "transfer-syntax=1.2.840.10008.1.2.4.50",
         )
@@ -507,10 +512,10 @@ class TestErrors:
     ) -> None:
         """A 3x3 image asked for as JPEG 2000 is 406 naming the instance."""
         path = corpus / "sc_rgb_3x3_odd_length.dcm"
-        study, series, sop = _uids(path)
+        sop = _uids(path)[2]
         reply = self._get(
             web,
-            f"/studies/{study}/series/{series}/instances/{sop}",
+            _instance_path(path),
             Accept='multipart/related; type="application/dicom"; '
             f"transfer-syntax={JPEG2000Lossless}",
         )
