@@ -77,20 +77,12 @@ def sop_instance_uid_of(path: Path) -> str | None:
 
 
 def write_synthetic(
-    path: Path,
-    rng: np.random.Generator,
-    study_uid: str,
-    series_uid: str,
-    number: int,
-    rows: int,
-    frames: int,
+    path: Path, rng: np.random.Generator, study_uid: str, series_uid: str,
+    number: int, rows: int, frames: int,
 ) -> None:
     """Write a native 16-bit instance: a smooth gradient plus seeded noise."""
-    sop_class = (
-        MultiFrameGrayscaleWordSecondaryCaptureImageStorage
-        if frames > 1
-        else CTImageStorage
-    )
+    sop_class = (MultiFrameGrayscaleWordSecondaryCaptureImageStorage if frames > 1
+                 else CTImageStorage)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -117,12 +109,10 @@ def write_synthetic(
     if frames > 1:
         ds.NumberOfFrames = frames
     gradient = np.add.outer(np.arange(rows) * 3, np.arange(rows) * 5)
-    pixels = np.stack(
-        [
-            (gradient + 40 * f + rng.integers(0, 48, (rows, rows))) % 4096
-            for f in range(frames)
-        ]
-    ).astype("<u2")
+    pixels = np.stack([
+        (gradient + 40 * f + rng.integers(0, 48, (rows, rows))) % 4096
+        for f in range(frames)
+    ]).astype("<u2")
     ds.PixelData = pixels.tobytes()
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
 
@@ -224,9 +214,8 @@ def wait_for_stage(spool: Path, staged: bool, timeout: float = 10.0) -> None:
     raise AssertionError(f"no instance was staged under {spool} in {timeout} s")
 
 
-def kill_and_restart_during(
-    ingester: Ingester, server: ServerProcess, up: threading.Event, rng: random.Random
-) -> None:
+def kill_and_restart_during(ingester: Ingester, server: ServerProcess,
+                            up: threading.Event, rng: random.Random) -> None:
     """SIGKILL the server at each of KILL_MOMENTS while ingest runs; restart it."""
     for kill, moment in enumerate(KILL_MOMENTS, 1):
         time.sleep(rng.uniform(*KILL_DELAY))
@@ -257,9 +246,8 @@ def observe(run: CrashRun, client: Client, out: Path) -> None:
         found = sha256_file(out)
         out.unlink()
         if found != info.sha256:
-            run.unreadable[uid] = (
-                f"retrieved sha256 {found}, catalog says {info.sha256}"
-            )
+            run.unreadable[uid] = (f"retrieved sha256 {found}, "
+                                   f"catalog says {info.sha256}")
         run.retrieved[uid] = found
 
     hits = client.search(archive_pb2.INSTANCE, {})
@@ -294,12 +282,10 @@ def run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cras
             raise ingester.error
 
         result = CrashRun(
-            pool=pool,
-            synthetic=synthetic,
+            pool=pool, synthetic=synthetic,
             sha256={p: sha256_file(p) for p in pool},
             uids={p: sop_instance_uid_of(p) for p in pool},
-            replies=ingester.replies,
-            interrupted=ingester.interrupted,
+            replies=ingester.replies, interrupted=ingester.interrupted,
         )
         client = server.client()
         try:
@@ -309,14 +295,11 @@ def run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cras
     finally:
         server.stop()
     result.recovery_events = [
-        line
-        for line in server.log_path.read_text().splitlines()
+        line for line in server.log_path.read_text().splitlines()
         if "event=write.rolled_" in line or "event=index.replayed" in line
     ]
-    print(
-        f"kills={len(KILL_MOMENTS)} interrupted_uploads={len(result.interrupted)} "
-        f"acknowledged={len(result.acknowledged())} of {len(pool)}"
-    )
+    print(f"kills={len(KILL_MOMENTS)} interrupted_uploads={len(result.interrupted)} "
+          f"acknowledged={len(result.acknowledged())} of {len(pool)}")
     print("\n".join(result.recovery_events))
     yield result
 
@@ -330,17 +313,12 @@ class TestCrashDuringIngest:
         """Every upload gets a reply; refusals are of corpus files, never internal."""
         assert run.interrupted, "no upload was interrupted; the kills missed the ingest"
         assert set(run.replies) == set(run.pool)
-        not_acked = {
-            p.name: run.replies[p].reason
-            for p in run.synthetic
-            if run.replies[p].outcome not in ACKNOWLEDGED
-        }
+        not_acked = {p.name: run.replies[p].reason for p in run.synthetic
+                     if run.replies[p].outcome not in ACKNOWLEDGED}
         assert not_acked == {}
-        internal = {
-            p.name: r.reason
-            for p, r in run.replies.items()
-            if r.outcome == archive_pb2.REJECTED and "internal error" in r.reason
-        }
+        internal = {p.name: r.reason for p, r in run.replies.items()
+                    if r.outcome == archive_pb2.REJECTED
+                    and "internal error" in r.reason}
         assert internal == {}
 
     def test_every_acknowledged_instance_retrieves_bit_exact(
@@ -352,9 +330,8 @@ class TestCrashDuringIngest:
             expected = run.sha256[path]
             found = run.retrieved.get(reply.sop_instance_uid, "not retrievable")
             if reply.sha256 != expected or found != expected:
-                wrong[path.name] = (
-                    f"file {expected}, reply {reply.sha256}, retrieved {found}"
-                )
+                wrong[path.name] = (f"file {expected}, reply {reply.sha256}, "
+                                    f"retrieved {found}")
         assert wrong == {}
 
     def test_every_listed_instance_is_complete_and_both_indexes_agree(
@@ -365,11 +342,8 @@ class TestCrashDuringIngest:
         assert run.searched == run.in_sql
         assert set(run.retrieved) == run.in_sql
         pool_sha256 = {(run.uids[p], run.sha256[p]) for p in run.pool}
-        foreign = {
-            uid: sha
-            for uid, sha in run.retrieved.items()
-            if (uid, sha) not in pool_sha256
-        }
+        foreign = {uid: sha for uid, sha in run.retrieved.items()
+                   if (uid, sha) not in pool_sha256}
         assert foreign == {}
 
     def test_verify_finds_no_damage_and_repair_leaves_nothing_behind(
@@ -377,11 +351,8 @@ class TestCrashDuringIngest:
     ) -> None:
         """verify(repair) finds no corrupt or missing object, then verify finds none."""
         assert run.repair is not None and run.after_repair is not None
-        damaged = [
-            (p.kind, p.key, p.detail)
-            for p in run.repair.problems
-            if p.kind in ("corrupt", "missing")
-        ]
+        damaged = [(p.kind, p.key, p.detail) for p in run.repair.problems
+                   if p.kind in ("corrupt", "missing")]
         assert damaged == []
         assert run.repair.instances_checked == len(run.retrieved)
         assert [(p.kind, p.key) for p in run.after_repair.problems] == []

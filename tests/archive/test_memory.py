@@ -108,9 +108,8 @@ def write_large_instance(path: Path, frames: int, seed: int) -> LargeInstance:
             frame = np.clip(field + drift + noise, 0, 4095).astype("<u2").tobytes()
             fh.write(frame)
             digest.update(frame)
-    return LargeInstance(
-        path, ds.SOPInstanceUID, digest.hexdigest(), path.stat().st_size, pixel_offset
-    )
+    return LargeInstance(path, ds.SOPInstanceUID, digest.hexdigest(),
+                         path.stat().st_size, pixel_offset)
 
 
 def sha256_file(path: Path) -> str:
@@ -141,12 +140,8 @@ class RssSampler:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.server.rss_bytes())
@@ -163,10 +158,8 @@ class StoreRun:
 
 
 def growth(baseline: int, peak: int) -> str:
-    return (
-        f"peak RSS {peak >> 20} MiB, baseline {baseline >> 20} MiB, "
-        f"growth {(peak - baseline) >> 20} MiB (limit {RSS_LIMIT >> 20} MiB)"
-    )
+    return f"peak RSS {peak >> 20} MiB, baseline {baseline >> 20} MiB, " \
+           f"growth {(peak - baseline) >> 20} MiB (limit {RSS_LIMIT >> 20} MiB)"
 
 
 @pytest.fixture(scope="module")
@@ -191,10 +184,8 @@ def stored(server: ServerProcess, client: Client, large: LargeInstance) -> Store
     with RssSampler(server) as sampler:
         (result,) = client.store([large.path])
     seconds = time.monotonic() - started
-    print(
-        f"store: {large.size >> 20} MiB in {seconds:.1f} s, "
-        f"{growth(baseline, sampler.peak)}, {sampler.samples} samples"
-    )
+    print(f"store: {large.size >> 20} MiB in {seconds:.1f} s, "
+          f"{growth(baseline, sampler.peak)}, {sampler.samples} samples")
     return StoreRun(result, baseline, sampler.peak, seconds)
 
 
@@ -209,17 +200,12 @@ class TestLargeInstanceMemory:
         assert stored.result.outcome == archive_pb2.STORED, stored.result.reason
         assert stored.result.sha256 == large.sha256
         assert stored.result.size == large.size
-        assert stored.peak - stored.baseline < RSS_LIMIT, growth(
-            stored.baseline, stored.peak
-        )
+        assert stored.peak - stored.baseline < RSS_LIMIT, growth(stored.baseline,
+                                                                  stored.peak)
 
     def test_retrieving_it_is_bit_exact_and_keeps_server_rss_within_200_mb(
-        self,
-        server: ServerProcess,
-        client: Client,
-        large: LargeInstance,
-        stored: StoreRun,
-        tmp_path: Path,
+        self, server: ServerProcess, client: Client, large: LargeInstance,
+        stored: StoreRun, tmp_path: Path,
     ) -> None:
         """Retrieve rebuilds the original sha256; RSS stays < 200 MB over baseline."""
         out = tmp_path / "retrieved.dcm"
@@ -229,16 +215,13 @@ class TestLargeInstanceMemory:
         seconds = time.monotonic() - started
         found = sha256_file(out)
         out.unlink()
-        print(
-            f"retrieve: {large.size >> 20} MiB in {seconds:.1f} s, "
-            f"{growth(stored.baseline, sampler.peak)}, {sampler.samples} samples"
-        )
+        print(f"retrieve: {large.size >> 20} MiB in {seconds:.1f} s, "
+              f"{growth(stored.baseline, sampler.peak)}, {sampler.samples} samples")
 
         assert info.number_of_frames == FRAMES
         assert found == large.sha256
-        assert sampler.peak - stored.baseline < RSS_LIMIT, growth(
-            stored.baseline, sampler.peak
-        )
+        assert sampler.peak - stored.baseline < RSS_LIMIT, growth(stored.baseline,
+                                                                   sampler.peak)
 
     def test_first_and_last_raw_frames_equal_the_bytes_at_their_file_offsets(
         self, client: Client, large: LargeInstance, stored: StoreRun
@@ -247,8 +230,7 @@ class TestLargeInstanceMemory:
         frames = {
             number: (pixel, data)
             for number, pixel, data in client.frames(
-                large.sop_instance_uid, [1, FRAMES], decode=False
-            )
+                large.sop_instance_uid, [1, FRAMES], decode=False)
         }
 
         assert sorted(frames) == [1, FRAMES]
