@@ -209,6 +209,41 @@ SPECS: tuple[Spec, ...] = (
         "PEM certificates of the CAs that sign client certificates; when set, "
         "mutual TLS is required and a client without a certificate is refused "
         'at the handshake. Example: `tls_client_ca_file = "/etc/dicomvault/ca.crt"`.',
+        "http.host",
+        str,
+        "127.0.0.1",
+        'Address the DICOMweb server binds to. Example: `host = "0.0.0.0"`.',
+    ),
+    Spec(
+        "http.port",
+        int,
+        8080,
+        "DICOMweb (HTTP) port; 0 picks a free one. Example: `port = 8042`.",
+        _port,
+    ),
+    Spec(
+        "http.base_path",
+        str,
+        "/dicomweb",
+        "Path under which STOW-RS, QIDO-RS and WADO-RS answer. Example: "
+        '`base_path = "/dicom-web"` serves `/dicom-web/studies`.',
+        lambda v: None if v.startswith("/") else "must start with /",
+    ),
+    Spec(
+        "http.cors_origins",
+        str,
+        "",
+        "Comma-separated origins a browser viewer may call from (CORS); empty "
+        'allows none, `*` allows any. Example: `cors_origins = "https://viewer.'
+        'example.org"`.',
+    ),
+    Spec(
+        "http.max_request_bytes",
+        int,
+        4 << 30,
+        "Largest STOW-RS request body, in bytes; a larger one is answered 413. "
+        "Example: `max_request_bytes = 1073741824` (1 GiB).",
+        _positive,
     ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})

@@ -18,7 +18,9 @@ to one gRPC status and one HTTP code in a single table::
     ├── UnsupportedError         a valid request this archive cannot serve
     ├── IntegrityError           stored data does not match its checksum
     │   └── MissingObjectError       an indexed object is absent from its tier
-    └── TransientError           a backend did not answer; retry later
+    ├── TransientError           a backend did not answer; retry later
+    ├── UnsupportedMediaTypeError  (also ValueError) a body type not accepted
+    └── UnimplementedError       an operation not offered by this build
 
 "Unreadable" is never reported as "absent": a missing object of an indexed
 instance is a MissingObjectError (data loss), not a NotFoundError.
@@ -89,3 +91,9 @@ class UnauthenticatedError(DicomVaultError):
 
 class PermissionDeniedError(DicomVaultError, PermissionError):
     """The caller is known, but none of its roles allows the action."""
+class UnsupportedMediaTypeError(DicomVaultError, ValueError):
+    """A request body of a media type this archive does not accept."""
+
+
+class UnimplementedError(DicomVaultError):
+    """An operation this build of the archive does not offer yet."""

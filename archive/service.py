@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dicomvault.archive import auth, maintenance, search, sql
+from dicomvault.archive import auth, maintenance, search, sql, transcode, wado
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.audit import AuditLog, reads_audit_table
 from dicomvault.archive.auth import Principal, authorize
@@ -300,6 +300,55 @@ class Archive:
 
 
 _AUDIT_OPEN = threading.Lock()
+    # -- web retrieval (DICOMweb) ------------------------------------------------
+
+    def instances_under(
+        self, study_uid: str, series_uid: str = "", sop_uid: str = ""
+    ) -> list[InstanceRecord]:
+        """Records of a study, series or instance; see ``wado.select_instances``."""
+        return wado.select_instances(  # type: ignore[no-any-return]
+            self, study_uid, series_uid, sop_uid
+        )
+
+    def instance_metadata(self, record: InstanceRecord) -> dict[str, Any]:
+        """DICOM JSON with relative BulkDataURIs; see ``wado.instance_metadata``."""
+        return wado.instance_metadata(self, record)  # type: ignore[no-any-return]
+
+    def bulkdata(self, sop_uid: str, tag: str) -> bytes:
+        """One element's value bytes; see ``wado.read_bulkdata``."""
+        return wado.read_bulkdata(  # type: ignore[no-any-return]
+            self, self.record(sop_uid), tag
+        )
+
+    def frames_as(
+        self, sop_uid: str, numbers: list[int], transfer_syntax_uid: str
+    ) -> Iterator[tuple[int, bytes, str]]:
+        """Frames in a requested transfer syntax; see ``wado.frames_in``."""
+        return wado.frames_in(  # type: ignore[no-any-return]
+            self, sop_uid, numbers, transfer_syntax_uid
+        )
+
+    def transcode(self, sop_uid: str, transfer_syntax_uid: str) -> bytes:
+        """The whole instance in another transfer syntax (in memory)."""
+        _record, stream = self.retrieve(sop_uid)
+        return transcode.transcode_instance(  # type: ignore[no-any-return]
+            b"".join(stream), transfer_syntax_uid
+        )
+
+    def render(
+        self,
+        sop_uid: str,
+        number: int,
+        media_type: str,
+        window: Any = None,
+    ) -> bytes:
+        """A frame as JPEG or PNG; see ``wado.render``.
+
+        ``window`` is a :class:`transcode.Window`, or None for the instance's own.
+        """
+        return wado.render(  # type: ignore[no-any-return]
+            self, sop_uid, number, media_type, window
+        )
 
 
 def clean_spool(spool_dir: Path) -> None:

@@ -59,6 +59,8 @@ class ServerProcess:
         self.env = env or {}
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.http_port = free_port()
+        self.http_url = f"http://127.0.0.1:{self.http_port}/dicomweb"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
 
@@ -73,6 +75,8 @@ class ServerProcess:
             str(self.data_dir),
             "--grpc-port",
             str(self.port),
+            "--http-port",
+            str(self.http_port),
         ]
         if self.config is not None:
             args += ["--config", str(self.config)]

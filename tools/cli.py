@@ -66,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "server.data_dir": args.data,
                 "server.grpc_port": args.grpc_port,
                 "server.grpc_host": args.grpc_host,
+                "http.port": args.http_port,
             },
         )
     except ConfigError as err:
@@ -351,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data folder (server.data_dir)")
     p.add_argument("--grpc-port", type=int, help="gRPC port (server.grpc_port)")
     p.add_argument("--grpc-host", help="gRPC bind address (server.grpc_host)")
+    p.add_argument("--http-port", type=int, help="DICOMweb port (http.port)")
     p.add_argument(
         "--ingest-samples",
         action="store_true",

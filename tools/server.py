@@ -10,6 +10,7 @@ from typing import Any
 
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.api.grpc_server import build_server
+from dicomvault.archive.api.http_server import HttpServer
 from dicomvault.archive.config import Settings
 from dicomvault.archive.service import Archive
 
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 def run_server(
     settings: Settings, on_ready: Callable[[str], Any] | None = None
 ) -> None:
-    """Open the archive, serve gRPC, and stop cleanly on SIGTERM or SIGINT.
+    """Open the archive, serve gRPC and DICOMweb, stop cleanly on SIGTERM or SIGINT.
 
     Parameters
     ----------
@@ -40,6 +41,15 @@ def run_server(
     except BaseException:
         archive.close()
         raise
+    # DICOMweb listens before gRPC starts: a client that sees the gRPC health
+    # check answer SERVING can use both front doors at once.
+    http = HttpServer(archive, settings)
+    try:
+        http_address = http.start()
+    except BaseException:
+        server.stop(grace=0).wait()
+        archive.close()
+        raise
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -53,7 +63,12 @@ def run_server(
     lk.log_event(
         logger,
         lk.SERVER_STARTED,
-        **{lk.ADDRESS: address, "grpc": address, **archive.describe()},
+        **{
+            lk.ADDRESS: address,
+            "grpc": address,
+            "http": http_address + settings.get("http.base_path"),
+            **archive.describe(),
+        },
     )
     try:
         if on_ready is not None:
@@ -61,6 +76,7 @@ def run_server(
         while not stop.wait(0.5):
             pass
     finally:
+        http.stop()
         server.stop(grace=5).wait()
         archive.close()
         for sig, handler in previous.items():

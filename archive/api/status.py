@@ -22,6 +22,8 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode, int], ...] = (
     (te.TierIntegrityError, grpc.StatusCode.DATA_LOSS, 500),
     (e.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED, 401),
     (e.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, 403),
+    (e.UnsupportedMediaTypeError, grpc.StatusCode.INVALID_ARGUMENT, 415),
+    (e.UnimplementedError, grpc.StatusCode.UNIMPLEMENTED, 501),
 )
 
 

@@ -761,6 +761,8 @@ class TestServe:
                 str(tmp_path / "data"),
                 "--grpc-port",
                 address.rsplit(":", 1)[1],
+                "--http-port",
+                "0",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
