@@ -116,7 +116,7 @@ class Archive:
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         tiers = {
-            name: open_tier(name, conf.url, dict(conf.storage_options))
+            name: open_tier(name, conf.url, dict(conf.storage_options), conf.encryption)
             for name, conf in settings.tiers.items()
         }
         clean_spool(data_dir / "spool")

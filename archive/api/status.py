@@ -20,6 +20,9 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode, int], ...] = (
     (te.TierUnavailableError, grpc.StatusCode.UNAVAILABLE, 503),
     (te.InvalidKeyError, grpc.StatusCode.INVALID_ARGUMENT, 400),
     (te.TierIntegrityError, grpc.StatusCode.DATA_LOSS, 500),
+    # The archive's own master key cannot open a sealed object: the server is
+    # misconfigured (wrong key file), not the client's request.
+    (te.EncryptionKeyError, grpc.StatusCode.FAILED_PRECONDITION, 500),
 )
 
 
