@@ -149,6 +149,32 @@ SPECS: tuple[Spec, ...] = (
         _positive,
     ),
     Spec("sql.batch_rows", int, 1000, "Rows per streamed SQL batch.", _positive),
+    Spec(
+        "ingest.max_upload_bytes",
+        int,
+        64 << 30,
+        "Most bytes one Store stream may carry, over all its instances; the "
+        "stream is cut off past it. Example: `max_upload_bytes = 21474836480` "
+        "(20 GiB).",
+        _positive,
+    ),
+    Spec(
+        "ingest.max_sequence_depth",
+        int,
+        16,
+        "Deepest nesting of sequences (SQ) accepted in an instance's header; "
+        "real instances rarely pass 5. Example: `max_sequence_depth = 8`.",
+        _positive,
+    ),
+    Spec(
+        "ingest.max_element_bytes",
+        int,
+        64 << 20,
+        "Longest single header element accepted, in bytes (the pixel data is "
+        "bounded by max_instance_bytes instead). Example: "
+        "`max_element_bytes = 1048576` (1 MiB).",
+        _positive,
+    ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
 

@@ -27,6 +27,7 @@ from dicomvault.archive.errors import (
 )
 from dicomvault.archive.index import Index, InstanceRecord
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
+from dicomvault.archive.input_limits import InputLimits, check_header
 from dicomvault.archive.retrieve import FrameOut, Reader
 from dicomvault.archive.uids import check_uid
 from dicomvault.codecs import Sha256Stream
@@ -150,6 +151,7 @@ class Archive:
         """
         try:
             sha256, size = upload.finish()
+            check_header(upload.path, InputLimits.from_settings(self.settings))
             return self.ingestor.store(upload.path, sha256, size, calling_application)
         finally:
             upload.discard()

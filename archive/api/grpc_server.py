@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.api.status import grpc_status
+from dicomvault.archive.api.upload_limits import cap_store_stream
 from dicomvault.archive.errors import DicomVaultError, InvalidInputError
 from dicomvault.archive.service import Archive, Upload
 from dicomvault.proto import (
@@ -107,6 +108,11 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):  # type: ignore[misc]
         request_iterator: Iterator[archive_pb2.StoreRequest],
         context: grpc.ServicerContext,
     ) -> archive_pb2.StoreResponse:
+        request_iterator = cap_store_stream(
+            request_iterator,
+            context,
+            self.archive.settings.get("ingest.max_upload_bytes"),
+        )
         results: list[archive_pb2.StoreResult] = []
         upload: Upload | None = None
         start: archive_pb2.StoreStart | None = None
