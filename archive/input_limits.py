@@ -91,7 +91,10 @@ def check_header(path: Path, limits: InputLimits) -> None:
     while stack:
         dataset, depth = stack.pop()
         for tag in list(dataset.keys()):
-            element = dataset.get_item(tag)
+            try:
+                element = dataset.get_item(tag, keep_deferred=True)
+            except Exception:  # noqa: BLE001 - a malformed element is dissect's
+                continue
             length = _length(element)
             if length > limits.max_element_bytes:
                 raise LimitExceededError(
