@@ -18,6 +18,8 @@ from typing import Any
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive import maintenance, search, sql
 from dicomvault.archive.config import Settings
+from dicomvault.archive.deid import DeidOptions
+from dicomvault.archive.deid_export import DeidStudyReport, export_deidentified_study
 from dicomvault.archive.errors import (
     DicomVaultError,
     InvalidInputError,
@@ -247,6 +249,17 @@ class Archive:
             "tiers": ",".join(f"{n}={t.url}" for n, t in self.tiers.items()),
             "instances": len(self.index.catalog),
         }
+
+    # -- de-identification ----------------------------------------------------
+
+    def deidentify_study(
+        self, study_uid: str, target: Tier, options: DeidOptions
+    ) -> DeidStudyReport:
+        """Write a de-identified copy of a study to ``target``.
+
+        See :func:`dicomvault.archive.deid_export.export_deidentified_study`.
+        """
+        return export_deidentified_study(self, study_uid, target, options)
 
 
 def clean_spool(spool_dir: Path) -> None:
