@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dicomvault.archive import logkeys as lk
+from dicomvault.archive.api.deid_rpc import DeidAdminMixin
 from dicomvault.archive.api.status import grpc_status
 from dicomvault.archive.api.upload_limits import cap_store_stream
 from dicomvault.archive.errors import DicomVaultError, InvalidInputError
@@ -317,7 +318,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             )
 
 
-class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
+class AdminServicer(DeidAdminMixin, admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     """Admin service: index rebuild and verify."""
 
     def __init__(self, archive: Archive):
