@@ -301,7 +301,7 @@ class EncryptedTier:
                 "key record or the object from a replica"
             )
         try:
-            return self.keys.unwrap(body[24:], _context(key, object_id))
+            return self.keys.unwrap(body[24:], _context(key, object_id))  # type: ignore[no-any-return]
         except EncryptionKeyError as err:
             raise EncryptionKeyError(
                 f"object {key!r} in tier {self.name!r}: {err}"
@@ -381,7 +381,7 @@ class EncryptedTier:
         """Open a decrypting stream; see :meth:`Tier.open_read`."""
         sealed = self._open(key)
         raw = _DecryptingReader(self, key, sealed)
-        return io.BufferedReader(raw, buffer_size=sealed.block_size)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=sealed.block_size)
 
     def size(self, key: ObjectKey) -> int:
         """Plaintext size, from the (authenticated on read) header."""
@@ -389,7 +389,7 @@ class EncryptedTier:
 
     def exists(self, key: ObjectKey) -> bool:
         """Whether the key holds an object."""
-        return self.inner.exists(key)
+        return self.inner.exists(key)  # type: ignore[no-any-return]
 
     def list(self, prefix: str = "") -> Iterator[ObjectKey]:
         """Yield object keys under ``prefix``; key records are not listed."""
@@ -412,7 +412,7 @@ class EncryptedTier:
         """A read-only zarr store that decrypts through :meth:`read_range`."""
         from dicomvault.tiers.tier_store import TierStore
 
-        return TierStore(self, check_key(prefix))
+        return TierStore(self, check_key(prefix))  # type: ignore[no-any-return]
 
     # -- master key rotation --
 

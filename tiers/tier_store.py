@@ -58,10 +58,10 @@ class TierStore(Store):
         full = self._key(key)
         try:
             if byte_range is None:
-                return self.tier.read_bytes(full)
+                return self.tier.read_bytes(full)  # type: ignore[no-any-return]
             if isinstance(byte_range, RangeByteRequest):
                 length = byte_range.end - byte_range.start
-                return self.tier.read_range(full, byte_range.start, length)
+                return self.tier.read_range(full, byte_range.start, length)  # type: ignore[no-any-return]
             size = self.tier.size(full)
             if isinstance(byte_range, OffsetByteRequest):
                 start = byte_range.offset
@@ -69,7 +69,7 @@ class TierStore(Store):
                 start = max(0, size - byte_range.suffix)
             else:
                 raise TypeError(f"unexpected byte range {byte_range!r}")
-            return self.tier.read_range(full, start, size - start)
+            return self.tier.read_range(full, start, size - start)  # type: ignore[no-any-return]
         except ObjectNotFoundError:
             return None
 
