@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from dicomvault.tools import cli_deid
+from dicomvault.tools import cli_crypto, cli_deid
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -402,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_verify)
     cli_deid.register(sub)
+    cli_crypto.register(sub)
     return parser
 
 
