@@ -17,6 +17,7 @@ import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
+from dicomvault.archive.dissect import _looks_like_dicom
 from dicomvault.archive.errors import LimitExceededError
 
 if TYPE_CHECKING:
@@ -75,6 +76,10 @@ def check_header(path: Path, limits: InputLimits) -> None:
         A sequence nests deeper than ``ingest.max_sequence_depth`` or an
         element holds more than ``ingest.max_element_bytes``.
     """
+    with open(path, "rb") as fh:
+        if not _looks_like_dicom(fh.read(132)):
+            # Not DICOM at all: dissect says so with its own message.
+            return
     try:
         ds = pydicom.dcmread(
             path,
