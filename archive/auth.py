@@ -41,12 +41,16 @@ SQL_AUDIT = "sql.audit"
 INDEX_REBUILD = "index.rebuild"
 ARCHIVE_VERIFY = "archive.verify"
 DESCRIBE = "service.describe"
+# Administration beyond the index: lifecycle, holds, replication, de-identified
+# copies; and deletion of instances.
+ADMINISTER = "archive.administer"
+DELETE = "instance.delete"
 
 _READ = frozenset({RETRIEVE, SEARCH, SQL_QUERY, DESCRIBE})
 ROLE_ACTIONS: Mapping[str, frozenset[str]] = {
     READER: _READ,
     WRITER: _READ | {STORE},
-    ADMIN: _READ | {STORE, INDEX_REBUILD, ARCHIVE_VERIFY},
+    ADMIN: _READ | {STORE, INDEX_REBUILD, ARCHIVE_VERIFY, ADMINISTER, DELETE},
     # The auditor reads the audit trail and the metadata tables it refers to,
     # but no pixel data and no instance bytes.
     AUDITOR: frozenset({SEARCH, SQL_QUERY, SQL_AUDIT, DESCRIBE}),

@@ -9,6 +9,7 @@ that name the key and the value. Tiers are a table of their own::
     url = "file:///srv/dicomvault/hot"        # or s3://bucket/prefix
     storage_options = { }                      # passed to fsspec / s3fs
     zstd_level = 3                             # native frames only
+    encryption = { key_file = "/etc/dicomvault/hot.key" }  # or key_env = "NAME"
 
 Secrets in ``storage_options`` (``key``, ``secret``, ``token``) are redacted
 by :meth:`Settings.redacted`.
@@ -243,6 +244,29 @@ SPECS: tuple[Spec, ...] = (
         4 << 30,
         "Largest STOW-RS request body, in bytes; a larger one is answered 413. "
         "Example: `max_request_bytes = 1073741824` (1 GiB).",
+        "ingest.max_upload_bytes",
+        int,
+        64 << 30,
+        "Most bytes one Store stream may carry, over all its instances; the "
+        "stream is cut off past it. Example: `max_upload_bytes = 21474836480` "
+        "(20 GiB).",
+        _positive,
+    ),
+    Spec(
+        "ingest.max_sequence_depth",
+        int,
+        16,
+        "Deepest nesting of sequences (SQ) accepted in an instance's header; "
+        "real instances rarely pass 5. Example: `max_sequence_depth = 8`.",
+        _positive,
+    ),
+    Spec(
+        "ingest.max_element_bytes",
+        int,
+        64 << 20,
+        "Longest single header element accepted, in bytes (the pixel data is "
+        "bounded by max_instance_bytes instead). Example: "
+        "`max_element_bytes = 1048576` (1 MiB).",
         _positive,
     ),
 )
@@ -257,6 +281,7 @@ class TierSettings:
     url: str
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     zstd_level: int = 3
+    encryption: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +306,7 @@ class Settings:
             name: {
                 "url": t.url,
                 "zstd_level": t.zstd_level,
+                "encryption": dict(t.encryption),
                 "storage_options": {
                     k: ("***" if k in SECRET_OPTIONS else v)
                     for k, v in t.storage_options.items()
@@ -333,7 +359,7 @@ def _tiers(
     for name, conf in table.items():
         if not isinstance(conf, Mapping) or "url" not in conf:
             raise ConfigError(f"{origin}: tier {name!r} needs a table with a url")
-        unknown = set(conf) - {"url", "storage_options", "zstd_level"}
+        unknown = set(conf) - {"url", "storage_options", "zstd_level", "encryption"}
         if unknown:
             raise ConfigError(
                 f"{origin}: tier {name!r} has unknown keys {sorted(unknown)}"
@@ -347,9 +373,25 @@ def _tiers(
         if "://" not in url and not Path(url).is_absolute():
             url = str(data_dir / url)
         tiers[name] = TierSettings(
-            name, url, dict(conf.get("storage_options", {})), level
+            name,
+            url,
+            dict(conf.get("storage_options", {})),
+            level,
+            _encryption(conf.get("encryption", {}), name, origin),
         )
     return tiers
+
+
+def _encryption(conf: Any, name: str, origin: str) -> dict[str, str]:
+    """Check a tier's ``encryption`` table: exactly one of key_file, key_env."""
+    if not isinstance(conf, Mapping) or (
+        conf and (len(conf) != 1 or not set(conf) <= {"key_file", "key_env"})
+    ):
+        raise ConfigError(
+            f"{origin}: tier {name!r} encryption {conf!r} must be a table with "
+            'exactly one of key_file = "path" or key_env = "VARIABLE"'
+        )
+    return {k: str(v) for k, v in conf.items()}
 
 
 def load_settings(

@@ -32,7 +32,11 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from dicomvault.archive.errors import MalformedDicomError, NotDicomError
+from dicomvault.archive.errors import (
+    DicomVaultError,
+    MalformedDicomError,
+    NotDicomError,
+)
 from dicomvault.archive.uids import MISSING, check_uid, clean_uid
 
 logger = logging.getLogger(__name__)
@@ -378,7 +382,17 @@ def dissect(path: Path) -> Dissection:
                 f"cannot parse the DICOM header: {type(err).__name__}: {err}"
             ) from None
         header_end = fh.tell()
-        return _plan(fh, ds, header_end, size)
+        try:
+            return _plan(fh, ds, header_end, size)
+        except DicomVaultError:
+            raise
+        except Exception as err:  # noqa: BLE001 - values are converted lazily
+            # pydicom parses a value only when it is first read, so a corrupt
+            # element (unknown VR, odd length) surfaces here, not in dcmread.
+            raise MalformedDicomError(
+                "cannot read an element of the DICOM header: "
+                f"{type(err).__name__}: {err}"
+            ) from None
 
 
 def _identify(ds: Dataset) -> tuple[str, str, str, str]:

@@ -41,6 +41,9 @@ INDEX_REBUILT = "index.rebuilt"
 INDEX_REPLAYED = "index.replayed"
 SERVER_STARTED = "server.started"
 SERVER_STOPPED = "server.stopped"
+DEID_WRITTEN = "deid.written"
+SOURCE_SOP_INSTANCE_UID = "source_sop_instance_uid"
+BURNED_IN = "burned_in"
 
 
 def _format(value: Any) -> str:

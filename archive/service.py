@@ -21,6 +21,8 @@ from dicomvault.archive import logkeys as lk
 from dicomvault.archive.audit import AuditLog, reads_audit_table
 from dicomvault.archive.auth import Principal, authorize
 from dicomvault.archive.config import Settings
+from dicomvault.archive.deid import DeidOptions
+from dicomvault.archive.deid_export import DeidStudyReport, export_deidentified_study
 from dicomvault.archive.errors import (
     DicomVaultError,
     InvalidInputError,
@@ -30,6 +32,7 @@ from dicomvault.archive.errors import (
 )
 from dicomvault.archive.index import Index, InstanceRecord
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
+from dicomvault.archive.input_limits import InputLimits, check_header
 from dicomvault.archive.retrieve import FrameOut, Reader
 from dicomvault.archive.sql import SqlBatch
 from dicomvault.archive.uids import check_uid
@@ -120,7 +123,7 @@ class Archive:
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         tiers = {
-            name: open_tier(name, conf.url, dict(conf.storage_options))
+            name: open_tier(name, conf.url, dict(conf.storage_options), conf.encryption)
             for name, conf in settings.tiers.items()
         }
         clean_spool(data_dir / "spool")
@@ -155,6 +158,7 @@ class Archive:
         """
         try:
             sha256, size = upload.finish()
+            check_header(upload.path, InputLimits.from_settings(self.settings))
             return self.ingestor.store(upload.path, sha256, size, calling_application)
         finally:
             upload.discard()
@@ -298,8 +302,6 @@ class Archive:
             timeout_seconds=self.settings.get("sql.timeout_seconds"),
         )
 
-
-_AUDIT_OPEN = threading.Lock()
     # -- web retrieval (DICOMweb) ------------------------------------------------
 
     def instances_under(
@@ -349,6 +351,19 @@ _AUDIT_OPEN = threading.Lock()
         return wado.render(  # type: ignore[no-any-return]
             self, sop_uid, number, media_type, window
         )
+    # -- de-identification ----------------------------------------------------
+
+    def deidentify_study(
+        self, study_uid: str, target: Tier, options: DeidOptions
+    ) -> DeidStudyReport:
+        """Write a de-identified copy of a study to ``target``.
+
+        See :func:`dicomvault.archive.deid_export.export_deidentified_study`.
+        """
+        return export_deidentified_study(self, study_uid, target, options)
+
+
+_AUDIT_OPEN = threading.Lock()
 
 
 def clean_spool(spool_dir: Path) -> None:

@@ -10,15 +10,18 @@ Terms:
   :func:`make_key`, which refuses anything that could leave the tier's root.
 
 Each backend is one module (``local``, ``s3``) implementing :class:`Tier`
-from ``base``. Nothing in this package knows DICOM or imports ``archive``.
+from ``base``; ``encrypted`` wraps any of them to seal objects at rest.
+Nothing in this package knows DICOM or imports ``archive``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dicomvault.tiers.base import ObjectInfo, ObjectKey, Tier, check_key, make_key
 from dicomvault.tiers.errors import (
+    EncryptionKeyError,
     InvalidKeyError,
     ObjectExistsError,
     ObjectNotFoundError,
@@ -29,6 +32,7 @@ from dicomvault.tiers.errors import (
 from dicomvault.tiers.local import LocalTier
 
 __all__ = [
+    "EncryptionKeyError",
     "InvalidKeyError",
     "LocalTier",
     "ObjectExistsError",
@@ -46,7 +50,10 @@ __all__ = [
 
 
 def open_tier(
-    name: str, url: str, storage_options: dict[str, Any] | None = None
+    name: str,
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    encryption: Mapping[str, str] | None = None,
 ) -> Tier:
     """Open the tier backend that serves ``url``.
 
@@ -59,12 +66,24 @@ def open_tier(
         ``s3://bucket[/prefix]`` for S3.
     storage_options
         Passed to the fsspec file system (endpoint, keys, ...).
+    encryption
+        ``{"key_file": path}`` or ``{"key_env": NAME}`` to seal every object
+        with :class:`~dicomvault.tiers.encrypted.EncryptedTier`; empty or
+        None stores plaintext.
 
     Raises
     ------
     ValueError
         For a URL scheme no backend serves.
+    EncryptionKeyError
+        ``encryption`` is given but its master key cannot be read.
     """
+    if encryption:
+        from dicomvault.tiers.encrypted import EncryptedTier
+        from dicomvault.tiers.master_keys import open_key_provider
+
+        keys = open_key_provider(encryption)
+        return EncryptedTier(open_tier(name, url, storage_options), keys)
     if url.startswith("file://"):
         return LocalTier(name, url[len("file://") :])
     if "://" not in url:

@@ -9,7 +9,8 @@ exception::
     ├── ObjectExistsError        (also FileExistsError) refused overwrite
     ├── InvalidKeyError          (also ValueError) key could leave the root
     ├── TierIntegrityError       bytes read back differ from bytes written
-    └── TierUnavailableError     transient: the backend did not answer; retry
+    ├── TierUnavailableError     transient: the backend did not answer; retry
+    └── EncryptionKeyError       a sealed object's master key is missing or wrong
 """
 
 from __future__ import annotations
@@ -37,3 +38,7 @@ class TierIntegrityError(TierError):
 
 class TierUnavailableError(TierError):
     """The backend did not answer or answered with a transient error."""
+
+
+class EncryptionKeyError(TierError):
+    """The master key needed to open a sealed object is missing or wrong."""

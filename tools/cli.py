@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from dicomvault.tools import cli_crypto, cli_deid
 from dicomvault.tools.client_security import add_connection_options
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -405,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair", action="store_true", help="remove leftovers of interrupted writes"
     )
     p.set_defaults(func=cmd_verify)
+    cli_deid.register(sub)
+    cli_crypto.register(sub)
     return parser
 
 

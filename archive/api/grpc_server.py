@@ -18,12 +18,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dicomvault.archive import logkeys as lk
+from dicomvault.archive.api.deid_rpc import DeidAdminMixin
 from dicomvault.archive.api.security import (
     SecurityInterceptor,
     current_principal,
     server_credentials,
 )
 from dicomvault.archive.api.status import grpc_status
+from dicomvault.archive.api.upload_limits import cap_store_stream
 from dicomvault.archive.errors import DicomVaultError, InvalidInputError
 from dicomvault.archive.service import Archive, Upload
 from dicomvault.proto import (
@@ -112,6 +114,11 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):  # type: ignore[misc]
         request_iterator: Iterator[archive_pb2.StoreRequest],
         context: grpc.ServicerContext,
     ) -> archive_pb2.StoreResponse:
+        request_iterator = cap_store_stream(
+            request_iterator,
+            context,
+            self.archive.settings.get("ingest.max_upload_bytes"),
+        )
         results: list[archive_pb2.StoreResult] = []
         upload: Upload | None = None
         start: archive_pb2.StoreStart | None = None
@@ -317,7 +324,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             )
 
 
-class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
+class AdminServicer(DeidAdminMixin, admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     """Admin service: index rebuild and verify."""
 
     def __init__(self, archive: Archive):

@@ -87,6 +87,9 @@ RPC_RULES: dict[str, RpcRule] = {
     _name(*_ADMIN, "Verify"): RpcRule(
         auth.ARCHIVE_VERIFY, au.APPLICATION_ACTIVITY, "E"
     ),
+    _name(*_ADMIN, "DeidentifyStudy"): RpcRule(
+        auth.ADMINISTER, au.INSTANCES_ACCESSED, "C"
+    ),
 }
 # Reflection describes the API, not the data: any authenticated role.
 DESCRIBE_RPCS = frozenset(

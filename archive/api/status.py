@@ -24,6 +24,9 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode, int], ...] = (
     (e.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, 403),
     (e.UnsupportedMediaTypeError, grpc.StatusCode.INVALID_ARGUMENT, 415),
     (e.UnimplementedError, grpc.StatusCode.UNIMPLEMENTED, 501),
+    # The archive's own master key cannot open a sealed object: the server is
+    # misconfigured (wrong key file), not the client's request.
+    (te.EncryptionKeyError, grpc.StatusCode.FAILED_PRECONDITION, 500),
 )
 
 
