@@ -59,3 +59,16 @@ def log_event(
     parts = [f"{EVENT}={event}"]
     parts.extend(f"{k}={_format(v)}" for k, v in fields.items())
     logger.log(level, " ".join(parts))
+
+
+# Replication, change feed, repair and disaster-recovery drills.
+REGION = "region"
+SEQ = "seq"
+CHANGE_TYPE = "change_type"
+CHANGE_REPLICATED = "change.replicated"
+REPLICA_LAGGING = "replica.lagging"
+REPLICA_OBJECT_DELETED = "replica.object_deleted"
+REPLICATION_STARTED = "replication.started"
+OBJECT_REPAIRED = "object.repaired"
+READ_FAILOVER = "read.failover"
+DR_DRILL_FINISHED = "dr.drill_finished"

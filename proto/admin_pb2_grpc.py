@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from dicomvault.proto import admin_pb2 as dicomvault_dot_proto_dot_admin__pb2
+from dicomvault.proto import replication_pb2 as dicomvault_dot_proto_dot_replication__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -44,6 +45,11 @@ class AdminStub:
                 request_serializer=dicomvault_dot_proto_dot_admin__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_admin__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.ReplicationStatus = channel.unary_unary(
+                '/dicomvault.v1.Admin/ReplicationStatus',
+                request_serializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -64,6 +70,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplicationStatus(self, request, context):
+        """Per replica region: pending changes and bytes, age of the oldest
+        pending change, last error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +90,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=dicomvault_dot_proto_dot_admin__pb2.VerifyRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_admin__pb2.VerifyResponse.SerializeToString,
+            ),
+            'ReplicationStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicationStatus,
+                    request_deserializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +151,33 @@ class Admin:
             '/dicomvault.v1.Admin/Verify',
             dicomvault_dot_proto_dot_admin__pb2.VerifyRequest.SerializeToString,
             dicomvault_dot_proto_dot_admin__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicationStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ReplicationStatus',
+            dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.SerializeToString,
+            dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

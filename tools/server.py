@@ -40,6 +40,7 @@ def run_server(
     except BaseException:
         archive.close()
         raise
+    archive.start_replication()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -62,6 +63,7 @@ def run_server(
             pass
     finally:
         server.stop(grace=5).wait()
+        archive.stop_replication()
         archive.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
