@@ -1,8 +1,9 @@
 """The scheduled scrub: verify, then repair from replicas, at a set interval.
 
-Changes stored data: each pass runs ``verify`` with repair, which removes
-leftovers of interrupted writes and replaces corrupt or missing objects from
-a replica region (:mod:`dicomvault.archive.repair`). Off when
+Changes stored data: each pass runs ``verify`` and replaces corrupt or
+missing objects from a replica region (:mod:`dicomvault.archive.repair`).
+Leftovers of interrupted writes are only reported, since a pass may run
+while uploads are in flight. Off when
 ``replication.scrub_interval_seconds`` is 0.
 """
 

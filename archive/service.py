@@ -285,8 +285,10 @@ class Archive:
             self.settings.get("replication.retry_max_seconds"),
         )
         self.replicator.start()
+        # The scrub repairs from replicas only: verify's own repair removes
+        # spool files and temporary objects, which uploads in flight still use.
         self.scrubber = Scrubber(
-            lambda: self.verify(repair=True),
+            lambda: self.repair_from_replicas(self.verify(repair=False)),
             self.settings.get("replication.scrub_interval_seconds"),
         )
         self.scrubber.start()

@@ -328,3 +328,33 @@ class TestHandlers:
         done = HANDLERS["study.deleted"]({}, {"hot": replica}, change)
         assert done.objects == 2
         assert sorted(replica.list("studies")) == ["studies/b/1/2/v/x"]
+
+
+class TestScheduledScrub:
+    def test_the_scrub_repairs_a_deleted_object_without_being_asked(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        """With scrub_interval_seconds set, a lost object comes back by itself."""
+        import time
+
+        primary, east = tmp_path / "primary-hot", tmp_path / "east-hot"
+        config = write_config(
+            tmp_path / "dicomvault.toml", str(primary), {"east": (str(east), {})}
+        )
+        env = {**FAST, "DICOMVAULT_REPLICATION__SCRUB_INTERVAL_SECONDS": "0.5"}
+        with ServerProcess(tmp_path / "data", config=config, env=env) as server:
+            client = server.client()
+            try:
+                client.store(corpus_files(corpus, 3))
+            finally:
+                client.close()
+            wait_caught_up(server)
+            before = local_objects(primary)
+            lost = primary / sorted(before)[0]
+            lost.unlink()
+            deadline = time.monotonic() + 30
+            while not lost.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.2)
+            assert local_objects(primary) == before
+            assert "event=object.repaired" in server.log_path.read_text()
