@@ -253,15 +253,21 @@ def wait_for_error(server: ServerProcess, region: str) -> None:
     raise AssertionError(f"region {region} never reported an error")
 
 
+def one_local_region(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Folders of tier hot and of region east, and the config naming them."""
+    primary, east = tmp_path / "primary-hot", tmp_path / "east-hot"
+    config = write_config(
+        tmp_path / "dicomvault.toml", str(primary), {"east": (str(east), {})}
+    )
+    return primary, east, config
+
+
 class TestPrimaryCrash:
     def test_kill_9_during_replication_loses_and_duplicates_nothing(
         self, tmp_path: Path, corpus: Path
     ) -> None:
         """Killed mid-replication, the restarted server finishes the copy."""
-        primary, east = tmp_path / "primary-hot", tmp_path / "east-hot"
-        config = write_config(
-            tmp_path / "dicomvault.toml", str(primary), {"east": (str(east), {})}
-        )
+        primary, east, config = one_local_region(tmp_path)
         files = corpus_files(corpus, 30)
         server = ServerProcess(tmp_path / "data", config=config, env=FAST).start()
         try:
@@ -337,10 +343,7 @@ class TestScheduledScrub:
         """With scrub_interval_seconds set, a lost object comes back by itself."""
         import time
 
-        primary, east = tmp_path / "primary-hot", tmp_path / "east-hot"
-        config = write_config(
-            tmp_path / "dicomvault.toml", str(primary), {"east": (str(east), {})}
-        )
+        primary, east, config = one_local_region(tmp_path)
         env = {**FAST, "DICOMVAULT_REPLICATION__SCRUB_INTERVAL_SECONDS": "0.5"}
         with ServerProcess(tmp_path / "data", config=config, env=env) as server:
             client = server.client()
