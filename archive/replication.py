@@ -90,7 +90,7 @@ def read_changes(catalog: Catalog, after: int, limit: int) -> list[dict[str, Any
     try:
         return list(itertools.islice(changes, limit))
     finally:
-        changes.close()  # type: ignore[attr-defined]
+        changes.close()
 
 
 def watch_changes(

@@ -163,3 +163,61 @@ class TestDrill:
             "error: no replica region 'north' in the settings (known: east, west); "
             "add a [replicas.NAME] table\n"
         )
+
+
+class TestDrillAfterDelete:
+    def test_a_study_deleted_on_the_primary_stays_deleted_in_the_restore(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        """A replicated study.deleted change keeps the study out of a drill."""
+        from dicomvault.archive.config import load_settings
+        from dicomvault.archive.drill import run_drill
+        from dicomvault.archive.errors import DicomVaultError
+        from dicomvault.archive.manifest import study_prefix
+        from dicomvault.archive.replication import Replicator
+        from dicomvault.archive.service import Archive
+
+        config = write_config(
+            tmp_path / "dicomvault.toml",
+            str(tmp_path / "primary-hot"),
+            {"east": (str(tmp_path / "east-hot"), {})},
+        )
+        settings = load_settings(
+            config, {"server.data_dir": str(tmp_path / "data")}, environ={}
+        )
+        archive = Archive.open(settings)
+        try:
+            stored = []
+            for path in corpus_files(corpus, 8):
+                try:
+                    stored.append(archive.store_file(path))
+                except DicomVaultError:
+                    continue  # the corpus holds a few files that are refused
+            assert len({s.study_uid for s in stored}) >= 2
+            replicator = Replicator(
+                archive.index, archive.tiers, archive.replica_tiers(), 0.05, 1.0
+            )
+            replicator.sync_once("east")
+            gone = stored[0].study_uid
+            # Stands in for the delete operation of the lifecycle code: the
+            # change is logged, then the primary's objects are removed.
+            with archive.index.catalog.env.begin(write=True) as txn:
+                archive.index.catalog._append_change(
+                    txn, {"type": "study.deleted", "study_uid": gone}
+                )
+            for key in list(archive.tiers["hot"].list(study_prefix(gone))):
+                archive.tiers["hot"].delete(key)
+            replicator.sync_once("east")
+        finally:
+            archive.close()
+
+        report = run_drill(settings, "east", str(tmp_path / "restored"))
+
+        remaining = {s.study_uid for s in stored} - {gone}
+        assert report.studies == len(remaining)
+        assert report.mismatches == 0
+        assert report.missing_vs_primary == 0
+        assert not list((tmp_path / "east-hot" / "studies").glob(gone))
+        assert not list(
+            (tmp_path / "restored" / "tiers" / "hot" / "studies").glob(gone)
+        )
