@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.errors import IntegrityError, MissingObjectError
 from dicomvault.archive.manifest import MANIFEST_NAME, Manifest, study_prefix
-from dicomvault.tiers import ObjectKey, ObjectNotFoundError, Tier, make_key
+from dicomvault.tiers import ObjectKey, ObjectNotFoundError, Tier, make_key, open_tier
 from dicomvault.tiers.local import TMP_PREFIX
 
 if TYPE_CHECKING:
@@ -131,6 +131,30 @@ class CursorStore:
         """Record durably that ``region`` holds every change up to ``seq``."""
         with self._env.begin(write=True, db=self._db) as txn:
             txn.put(region.encode(), struct.pack(">Q", seq))
+
+
+class DeferredTier:
+    """A replica tier opened on first use, and again after a failed open.
+
+    Opening an S3 tier talks to the server; a region that is down when the
+    archive starts must not stop the archive, only delay that region.
+    """
+
+    def __init__(self, name: str, url: str, storage_options: dict[str, Any]):
+        self.name = name
+        self.url = url
+        self._options = storage_options
+        self._tier: Tier | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> Tier:
+        with self._lock:
+            if self._tier is None:
+                self._tier = open_tier(self.name, self.url, self._options)
+            return self._tier
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._open(), attr)
 
 
 # -- copying objects -------------------------------------------------------

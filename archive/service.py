@@ -253,11 +253,13 @@ class Archive:
 
     def replica_tiers(self) -> dict[str, dict[str, Tier]]:
         """The tiers of every replica region, by region then tier name."""
+        from dicomvault.archive.replication import DeferredTier
+
         cached: dict[str, dict[str, Tier]] | None = self.__dict__.get("_replicas")
         if cached is None:
             cached = {
                 region: {
-                    name: open_tier(name, conf.url, dict(conf.storage_options))
+                    name: DeferredTier(name, conf.url, dict(conf.storage_options))
                     for name, conf in replica.tiers.items()
                 }
                 for region, replica in self.settings.replicas.items()

@@ -241,6 +241,34 @@ class TestRegionOutage:
                     server.log_path.read_text()
                 )
 
+    def test_a_region_down_at_start_up_does_not_stop_the_server(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        """The server serves; the region reports its error and waits."""
+        from tests.server import free_port
+
+        dead = {
+            "key": "any",
+            "secret": "any",
+            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{free_port()}"},
+        }
+        config = write_config(
+            tmp_path / "dicomvault.toml",
+            str(tmp_path / "primary-hot"),
+            {"north": ("s3://dv-north/hot", dead)},
+        )
+        with ServerProcess(tmp_path / "data", config=config, env=FAST) as server:
+            client = server.client()
+            try:
+                results = client.store(corpus_files(corpus, 1))
+            finally:
+                client.close()
+            assert [r.outcome for r in results] == [archive_pb2.STORED]
+            wait_for_error(server, "north")
+            north = status(server)["north"]
+            assert north.pending_changes == 1
+            assert north.last_error.startswith("TierUnavailableError: ")
+
 
 def wait_for_error(server: ServerProcess, region: str) -> None:
     import time
