@@ -31,7 +31,7 @@ from dicomvault.archive.config import Settings
 from dicomvault.archive.errors import InvalidInputError, RefusedError
 from dicomvault.archive.index import Index
 from dicomvault.archive.manifest import MANIFEST_NAME, STUDIES_ROOT
-from dicomvault.archive.replication import copy_object, hash_object, is_temporary
+from dicomvault.archive.replication import copy_version
 from dicomvault.archive.retrieve import Reader
 from dicomvault.tiers import Tier, TierError, open_tier
 
@@ -141,18 +141,16 @@ def run_drill(
         for name, url in urls.items()
     }
 
-    # Objects, then the manifest of each version: a version is complete at
-    # the target before anything claims it is.
+    # Version by version, each object verified against the region's manifest
+    # and the manifest written last: a version is complete at the target
+    # before anything claims it is. Objects no manifest lists (leftovers of
+    # interrupted writes) are not restored.
     for name, src in source.items():
-        keys = sorted(
-            (k for k in src.list(STUDIES_ROOT) if not is_temporary(k)),
-            key=lambda k: (k.endswith("/" + MANIFEST_NAME), k),
-        )
-        for key in keys:
-            sha256, size = hash_object(src, key)
-            copy_object(src, restored[name], key, sha256)
-            report.objects += 1
-            report.bytes += size
+        for prefix in sorted(_version_prefixes(src)):
+            done = copy_version(src, restored[name], prefix)
+            report.objects += done.objects
+            # The target starts empty, so every byte of the version is copied.
+            report.bytes += done.bytes
     report.copy_seconds = time.monotonic() - started
 
     index = Index.open(folder / "index")

@@ -41,7 +41,6 @@ from dicomvault.archive import logkeys as lk
 from dicomvault.archive.errors import IntegrityError, MissingObjectError
 from dicomvault.archive.manifest import MANIFEST_NAME, Manifest, study_prefix
 from dicomvault.tiers import ObjectKey, ObjectNotFoundError, Tier, make_key, open_tier
-from dicomvault.tiers.local import TMP_PREFIX
 
 if TYPE_CHECKING:
     from dicomvault.archive.index import Catalog, Index
@@ -481,11 +480,6 @@ class Replicator:
                 )
             )
         return out
-
-
-def is_temporary(key: str) -> bool:
-    """Whether a key is the temporary file of an interrupted local write."""
-    return key.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
 
 
 def change_to_json(change: dict[str, Any]) -> str:
