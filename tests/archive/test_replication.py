@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,8 +272,6 @@ class TestRegionOutage:
 
 
 def wait_for_error(server: ServerProcess, region: str) -> None:
-    import time
-
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if status(server)[region].last_error:
@@ -294,29 +293,45 @@ class TestPrimaryCrash:
     def test_kill_9_during_replication_loses_and_duplicates_nothing(
         self, tmp_path: Path, corpus: Path
     ) -> None:
-        """Killed mid-replication, the restarted server finishes the copy."""
+        """Killed while ingest and replication run, the restart finishes both."""
         primary, east, config = one_local_region(tmp_path)
-        files = corpus_files(corpus, 30)
+        files = corpus_files(corpus, 40)
+        acked: list[str] = []
         server = ServerProcess(tmp_path / "data", config=config, env=FAST).start()
-        try:
+
+        def ingest() -> None:
             client = server.client()
             try:
-                stored = [r for r in client.store(files) if r.outcome in STORED]
+                for path in files:
+                    for r in client.store([path]):
+                        if r.outcome in STORED:
+                            acked.append(r.sop_instance_uid)
+            except grpc.RpcError:
+                pass  # the server was killed under this upload
             finally:
                 client.close()
-            pending = status(server)["east"].pending_changes
+
+        try:
+            writer = threading.Thread(target=ingest, daemon=True)
+            writer.start()
+            while status(server)["east"].cursor < 5:
+                time.sleep(0.02)
             server.kill()
+            writer.join(timeout=60)
             server.start()
             wait_caught_up(server)
             last = status(server)["east"].last_sequence
             seqs = watch(server, 1, last)
         finally:
             server.stop()
-        print(f"killed with {pending} changes pending for region east")
-        assert seqs == list(range(1, len(stored) + 1))
+        print(f"killed after {len(acked)} of {len(files)} uploads were acknowledged")
+        assert 0 < len(acked) < len(files)
+        assert seqs == list(range(1, last + 1))
         expected = local_objects(primary)
-        assert len(manifests(expected)) == len(stored)
+        assert len(manifests(expected)) == last
         assert local_objects(east) == expected
+        held = {prefix.split("/")[3] for prefix in manifests(local_objects(east))}
+        assert set(acked) <= held
         assert not [p for p in east.rglob("*") if p.name.startswith(".tmp")]
 
 
@@ -369,9 +384,7 @@ class TestScheduledScrub:
         self, tmp_path: Path, corpus: Path
     ) -> None:
         """With scrub_interval_seconds set, a lost object comes back by itself."""
-        import time
-
-        primary, east, config = one_local_region(tmp_path)
+            primary, east, config = one_local_region(tmp_path)
         env = {**FAST, "DICOMVAULT_REPLICATION__SCRUB_INTERVAL_SECONDS": "0.5"}
         with ServerProcess(tmp_path / "data", config=config, env=env) as server:
             client = server.client()
