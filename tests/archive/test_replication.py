@@ -384,7 +384,7 @@ class TestScheduledScrub:
         self, tmp_path: Path, corpus: Path
     ) -> None:
         """With scrub_interval_seconds set, a lost object comes back by itself."""
-            primary, east, config = one_local_region(tmp_path)
+        primary, east, config = one_local_region(tmp_path)
         env = {**FAST, "DICOMVAULT_REPLICATION__SCRUB_INTERVAL_SECONDS": "0.5"}
         with ServerProcess(tmp_path / "data", config=config, env=env) as server:
             client = server.client()
