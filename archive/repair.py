@@ -66,13 +66,15 @@ def repair_from_replicas(
 
     Changes stored data on the primary tiers. Problems that were repaired
     are marked ``repaired`` in ``report``; the others keep their finding and
-    gain the reason no replica could help.
+    gain the reason no replica could help. Without regions nothing changes.
 
     Returns
     -------
     int
         How many objects were repaired.
     """
+    if not regions:
+        return 0
     repaired = 0
     for i, problem in enumerate(report.problems):
         if problem.kind not in _REPAIRABLE or problem.tier not in tiers:
@@ -92,7 +94,7 @@ def repair_from_replicas(
             repaired += 1
             break
         else:
-            detail = "; ".join(reasons) or "no replica region is configured"
+            detail = "; ".join(reasons) or f"no region has a tier {problem.tier}"
             report.problems[i] = replace(
                 problem, detail=f"{problem.detail}; not repaired: {detail}"
             )
