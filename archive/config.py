@@ -268,6 +268,38 @@ SPECS: tuple[Spec, ...] = (
         "bounded by max_instance_bytes instead). Example: "
         "`max_element_bytes = 1048576` (1 MiB).",
         _positive,
+        "replication.poll_seconds",
+        float,
+        0.2,
+        "How often the replicator and WatchChanges look for new changes in "
+        "the change log. Example: `poll_seconds = 0.5`.",
+        _positive,
+    ),
+    Spec(
+        "replication.retry_max_seconds",
+        float,
+        30.0,
+        "Longest wait between two attempts to reach a replica region that "
+        "is down; the wait doubles from 0.25 s up to this cap. Example: "
+        "`retry_max_seconds = 60`.",
+        _positive,
+    ),
+    Spec(
+        "replication.failover_reads",
+        bool,
+        False,
+        "Beta. When a primary tier does not answer, read the object from the "
+        "first replica region that has it (one WARNING line per fallback). "
+        "Example: `failover_reads = true`.",
+    ),
+    Spec(
+        "replication.scrub_interval_seconds",
+        float,
+        0.0,
+        "Seconds between scheduled scrubs (verify, then repair corrupt or "
+        "missing objects from a replica region); 0 turns the scrub off. "
+        "Example: `scrub_interval_seconds = 86400`.",
+        lambda v: None if v >= 0 else "must be 0 (off) or more",
     ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
@@ -291,6 +323,7 @@ class Settings:
     values: Mapping[str, Any]
     tiers: Mapping[str, TierSettings]
     source: str = "defaults"
+    replicas: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, key: str) -> Any:
         """The value of a dotted setting key such as ``server.grpc_port``."""
@@ -314,7 +347,18 @@ class Settings:
             }
             for name, t in self.tiers.items()
         }
-        return {**self.values, "tiers": tiers}
+        replicas = {
+            name: {
+                t.name: {"url": t.url, "storage_options": _redact(t.storage_options)}
+                for t in region.tiers.values()
+            }
+            for name, region in self.replicas.items()
+        }
+        return {**self.values, "tiers": tiers, "replicas": replicas}
+
+
+def _redact(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: ("***" if k in SECRET_OPTIONS else v) for k, v in options.items()}
 
 
 def _coerce(spec: Spec, value: Any, origin: str) -> Any:
@@ -340,7 +384,7 @@ def _coerce(spec: Spec, value: Any, origin: str) -> Any:
 def _flatten(table: Mapping[str, Any], origin: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, content in table.items():
-        if section == "tiers":
+        if section in ("tiers", "replicas"):
             continue
         if not isinstance(content, Mapping):
             raise ConfigError(f"{origin}: top-level key {section!r} must be a table")
@@ -418,6 +462,7 @@ def load_settings(
     environ = os.environ if environ is None else environ
     raw: dict[str, tuple[Any, str]] = {s.key: (s.default, "defaults") for s in SPECS}
     tier_table: Mapping[str, Any] = {}
+    replica_table: Mapping[str, Any] = {}
     sources = ["defaults"]
 
     if config_file is not None:
@@ -428,6 +473,7 @@ def load_settings(
         for key, value in _flatten(table, str(config_file)).items():
             raw[key] = (value, str(config_file))
         tier_table = table.get("tiers", {})
+        replica_table = table.get("replicas", {})
         sources.append(str(config_file))
 
     env_names = {s.env: s for s in SPECS}
@@ -459,8 +505,14 @@ def load_settings(
             f"a configured tier ({', '.join(tiers)})"
         )
     check_security(values)
+    from dicomvault.archive.replica_config import parse_replicas
+
+    replicas = parse_replicas(replica_table, tiers, data_dir, str(config_file))
     return Settings(
-        MappingProxyType(values), MappingProxyType(tiers), ", ".join(sources)
+        MappingProxyType(values),
+        MappingProxyType(tiers),
+        ", ".join(sources),
+        MappingProxyType(replicas),
     )
 
 

@@ -12,7 +12,7 @@ import logging
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +245,10 @@ class Archive:
 
     def verify(self, repair: bool = False) -> maintenance.VerifyReport:
         """Re-hash every object; see :func:`maintenance.verify`."""
-        return maintenance.verify(self.index, self.tiers, self.spool_dir, repair)
+        report = maintenance.verify(self.index, self.tiers, self.spool_dir, repair)
+        if repair:
+            self.repair_from_replicas(report)
+        return report
 
     def describe(self) -> dict[str, Any]:
         """Addresses and sizes for the start-up line and status output."""
@@ -351,6 +354,7 @@ class Archive:
         return wado.render(  # type: ignore[no-any-return]
             self, sop_uid, number, media_type, window
         )
+
     # -- de-identification ----------------------------------------------------
 
     def deidentify_study(
@@ -361,6 +365,103 @@ class Archive:
         See :func:`dicomvault.archive.deid_export.export_deidentified_study`.
         """
         return export_deidentified_study(self, study_uid, target, options)
+
+    # -- replication, change feed, repair ---------------------------------------
+
+    def replica_tiers(self) -> dict[str, dict[str, Tier]]:
+        """The tiers of every replica region, by region then tier name."""
+        from dicomvault.archive.replication import DeferredTier
+
+        cached: dict[str, dict[str, Tier]] | None = self.__dict__.get("_replicas")
+        if cached is None:
+            cached = {
+                region: {
+                    name: DeferredTier(name, conf.url, dict(conf.storage_options))
+                    for name, conf in replica.tiers.items()
+                }
+                for region, replica in self.settings.replicas.items()
+            }
+            self.__dict__["_replicas"] = cached
+        return cached
+
+    def start_replication(self) -> None:
+        """Start the replicator, the scheduled scrub and failover reads.
+
+        Each is off unless configured: replica regions, a
+        ``replication.scrub_interval_seconds`` above 0, and
+        ``replication.failover_reads``.
+        """
+        from dicomvault.archive.failover import FailoverTier
+        from dicomvault.archive.replication import Replicator
+        from dicomvault.archive.scrub import Scrubber
+
+        regions = self.replica_tiers()
+        self.replicator = Replicator(
+            self.index,
+            self.tiers,
+            regions,
+            self.settings.get("replication.poll_seconds"),
+            self.settings.get("replication.retry_max_seconds"),
+        )
+        self.replicator.start()
+        # The scrub repairs from replicas only: verify's own repair removes
+        # spool files and temporary objects, which uploads in flight still use.
+        self.scrubber = Scrubber(
+            lambda: self.repair_from_replicas(self.verify(repair=False)),
+            self.settings.get("replication.scrub_interval_seconds"),
+        )
+        self.scrubber.start()
+        if regions and self.settings.get("replication.failover_reads"):
+            failover: dict[str, Tier] = {
+                name: FailoverTier(
+                    tier, {r: t[name] for r, t in regions.items() if name in t}
+                )
+                for name, tier in self.tiers.items()
+            }
+            self.reader = Reader(failover, self.settings.get("ingest.chunk_bytes"))
+
+    def stop_replication(self) -> None:
+        """Stop the threads :meth:`start_replication` started."""
+        for worker in (
+            getattr(self, "scrubber", None),
+            getattr(self, "replicator", None),
+        ):
+            if worker is not None:
+                worker.stop()
+
+    def replication_status(self) -> list[Any]:
+        """Per region lag and last error; see :meth:`Replicator.status`."""
+        replicator = getattr(self, "replicator", None)
+        if replicator is None:
+            from dicomvault.archive.replication import Replicator
+
+            replicator = Replicator(self.index, self.tiers, self.replica_tiers(), 1, 1)
+        return replicator.status()  # type: ignore[no-any-return]
+
+    def watch_changes(
+        self, from_sequence: int, is_active: Callable[[], bool]
+    ) -> Iterator[dict[str, Any]]:
+        """Changes from ``from_sequence`` on, then live ones; gapless."""
+        from dicomvault.archive.replication import watch_changes
+
+        return watch_changes(  # type: ignore[no-any-return]
+            self.index.catalog,
+            from_sequence,
+            is_active,
+            self.settings.get("replication.poll_seconds"),
+        )
+
+    def repair_from_replicas(self, report: maintenance.VerifyReport) -> int:
+        """Replace corrupt or missing objects from a replica region.
+
+        Changes stored data; see :mod:`dicomvault.archive.repair`.
+        """
+        from dicomvault.archive.repair import repair_from_replicas
+
+        repaired = repair_from_replicas(report, self.tiers, self.replica_tiers())
+        if repaired:
+            self.reader = Reader(self.reader.tiers, self.reader.chunk_bytes)
+        return repaired  # type: ignore[no-any-return]
 
 
 _AUDIT_OPEN = threading.Lock()

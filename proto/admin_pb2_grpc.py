@@ -5,6 +5,7 @@ import warnings
 
 from dicomvault.proto import admin_pb2 as dicomvault_dot_proto_dot_admin__pb2
 from dicomvault.proto import deid_pb2 as dicomvault_dot_proto_dot_deid__pb2
+from dicomvault.proto import replication_pb2 as dicomvault_dot_proto_dot_replication__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -50,6 +51,11 @@ class AdminStub:
                 request_serializer=dicomvault_dot_proto_dot_deid__pb2.DeidentifyStudyRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_deid__pb2.DeidentifyStudyResponse.FromString,
                 _registered_method=True)
+        self.ReplicationStatus = channel.unary_unary(
+                '/dicomvault.v1.Admin/ReplicationStatus',
+                request_serializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -77,6 +83,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplicationStatus(self, request, context):
+        """Per replica region: pending changes and bytes, age of the oldest
+        pending change, last error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +108,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DeidentifyStudy,
                     request_deserializer=dicomvault_dot_proto_dot_deid__pb2.DeidentifyStudyRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_deid__pb2.DeidentifyStudyResponse.SerializeToString,
+            ),
+            'ReplicationStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicationStatus,
+                    request_deserializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +196,33 @@ class Admin:
             '/dicomvault.v1.Admin/DeidentifyStudy',
             dicomvault_dot_proto_dot_deid__pb2.DeidentifyStudyRequest.SerializeToString,
             dicomvault_dot_proto_dot_deid__pb2.DeidentifyStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicationStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ReplicationStatus',
+            dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.SerializeToString,
+            dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from dicomvault.proto import archive_pb2 as dicomvault_dot_proto_dot_archive__pb2
+from dicomvault.proto import replication_pb2 as dicomvault_dot_proto_dot_replication__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -55,6 +56,11 @@ class ArchiveStub:
                 request_serializer=dicomvault_dot_proto_dot_archive__pb2.SearchRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_archive__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.WatchChanges = channel.unary_stream(
+                '/dicomvault.v1.Archive/WatchChanges',
+                request_serializer=dicomvault_dot_proto_dot_replication__pb2.WatchChangesRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_replication__pb2.Change.FromString,
+                _registered_method=True)
 
 
 class ArchiveServicer:
@@ -93,6 +99,15 @@ class ArchiveServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchChanges(self, request, context):
+        """Stream the change log from a sequence number on, then live changes as
+        they are committed. Sequence numbers are gapless, so a client resumes
+        exactly where it stopped by asking from the last one seen plus one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +130,11 @@ def add_ArchiveServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=dicomvault_dot_proto_dot_archive__pb2.SearchRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_archive__pb2.SearchResponse.SerializeToString,
+            ),
+            'WatchChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchChanges,
+                    request_deserializer=dicomvault_dot_proto_dot_replication__pb2.WatchChangesRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_replication__pb2.Change.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +246,33 @@ class Archive:
             '/dicomvault.v1.Archive/Search',
             dicomvault_dot_proto_dot_archive__pb2.SearchRequest.SerializeToString,
             dicomvault_dot_proto_dot_archive__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dicomvault.v1.Archive/WatchChanges',
+            dicomvault_dot_proto_dot_replication__pb2.WatchChangesRequest.SerializeToString,
+            dicomvault_dot_proto_dot_replication__pb2.Change.FromString,
             options,
             channel_credentials,
             insecure,

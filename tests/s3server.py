@@ -209,10 +209,12 @@ class SeaweedServer:
         assert last is not None
         raise last
 
-    def _start_once(self) -> None:
-        s3, master, volume, filer = self._ports = pick_ports(4)
+    def _start_once(self, reuse: bool = False) -> None:
+        if not reuse:
+            self._ports = pick_ports(4)
+        s3, master, volume, filer = self._ports
         run_dir = self.data_dir / f"run-{s3}"
-        run_dir.mkdir(parents=True)
+        run_dir.mkdir(parents=True, exist_ok=reuse)
         command = [
             find_weed(),
             "server",
@@ -316,3 +318,18 @@ class SeaweedServer:
                 for path in Path("/tmp").glob(f"seaweedfs-*-{number}.sock"):
                     path.unlink(missing_ok=True)
         self._ports = []
+
+    def crash(self) -> None:
+        """Kill the server at once (an outage); the data stays for :meth:`revive`."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=_STOP_TIMEOUT)
+        self._fs = None
+        ports = list(self._ports)
+        self._remove_sockets()
+        self._ports = ports
+
+    def revive(self) -> None:
+        """Start again after :meth:`crash`, on the same ports and data."""
+        self._start_once(reuse=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from dicomvault.tools import cli_crypto, cli_deid
+from dicomvault.tools import cli_crypto, cli_deid, cli_replication
 from dicomvault.tools.client_security import add_connection_options
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
     cli_deid.register(sub)
     cli_crypto.register(sub)
+    cli_replication.register(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ PROTO_FILES = (
     "query.proto",
     "deid.proto",
     "admin.proto",
+    "replication.proto",
 )
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 

@@ -50,6 +50,7 @@ def run_server(
         server.stop(grace=0).wait()
         archive.close()
         raise
+    archive.start_replication()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -78,6 +79,7 @@ def run_server(
     finally:
         http.stop()
         server.stop(grace=5).wait()
+        archive.stop_replication()
         archive.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

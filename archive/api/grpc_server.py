@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dicomvault.archive import logkeys as lk
+from dicomvault.archive.api import replication_api
 from dicomvault.archive.api.deid_rpc import DeidAdminMixin
 from dicomvault.archive.api.security import (
     SecurityInterceptor,
@@ -302,6 +303,8 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):  # type: ignore[misc]
             next_offset=page.next_offset,
         )
 
+    WatchChanges = streaming(replication_api.watch_changes)
+
 
 class QueryServicer(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     """Query service: read-only SQL."""
@@ -359,6 +362,8 @@ class AdminServicer(DeidAdminMixin, admin_pb2_grpc.AdminServicer):  # type: igno
                 for p in report.problems
             ],
         )
+
+    ReplicationStatus = unary(replication_api.replication_status)
 
 
 def build_server(

@@ -90,6 +90,10 @@ RPC_RULES: dict[str, RpcRule] = {
     _name(*_ADMIN, "DeidentifyStudy"): RpcRule(
         auth.ADMINISTER, au.INSTANCES_ACCESSED, "C"
     ),
+    _name(*_ARCHIVE, "WatchChanges"): RpcRule(auth.SEARCH, au.QUERY, "E"),
+    _name(*_ADMIN, "ReplicationStatus"): RpcRule(
+        auth.ADMINISTER, au.APPLICATION_ACTIVITY, "E"
+    ),
 }
 # Reflection describes the API, not the data: any authenticated role.
 DESCRIBE_RPCS = frozenset(

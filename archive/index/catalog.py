@@ -92,7 +92,7 @@ class Catalog:
     def __init__(self, path: Path, map_size: int = 1 << 38):
         path.mkdir(parents=True, exist_ok=True)
         self.env = lmdb.open(
-            str(path), max_dbs=8, map_size=map_size, sync=True, metasync=True
+            str(path), max_dbs=32, map_size=map_size, sync=True, metasync=True
         )
         self._instances = self.env.open_db(b"instances")
         self._hierarchy = self.env.open_db(b"hierarchy")
