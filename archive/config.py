@@ -28,6 +28,9 @@ from dicomvault.archive.errors import InvalidInputError
 
 ENV_PREFIX = "DICOMVAULT_"
 ENV_SEPARATOR = "__"
+# The embedded tiers when the configuration names none: three local folders
+# under the data folder, native frames compressed harder the colder the tier.
+DEFAULT_TIER_LEVELS = {"hot": 3, "warm": 9, "cold": 19}
 SECRET_OPTIONS = ("key", "secret", "token", "password", "aws_secret_access_key")
 
 
@@ -148,6 +151,16 @@ SPECS: tuple[Spec, ...] = (
         _positive,
     ),
     Spec("sql.batch_rows", int, 1000, "Rows per streamed SQL batch.", _positive),
+    Spec(
+        "debug.pause_move_at",
+        str,
+        "",
+        "For crash tests only: a study move stops for good at this named step "
+        "(`copying`, `copied`, `switched`, `deleting`) after logging "
+        "`event=move.paused`, so a test can kill the server there. Empty (the "
+        'default) never pauses. Example: `pause_move_at = "switched"`.',
+        _one_of("", "copying", "copied", "switched", "deleting"),
+    ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
 
@@ -313,7 +326,10 @@ def load_settings(
     data_dir = Path(values["server.data_dir"]).resolve()
     tiers = _tiers(tier_table, data_dir, str(config_file)) if tier_table else {}
     if not tiers:
-        tiers = {"hot": TierSettings("hot", str(data_dir / "tiers" / "hot"))}
+        tiers = {
+            name: TierSettings(name, str(data_dir / "tiers" / name), {}, level)
+            for name, level in DEFAULT_TIER_LEVELS.items()
+        }
     if values["storage.default_tier"] not in tiers:
         raise ConfigError(
             f"setting storage.default_tier: {values['storage.default_tier']!r} is not "

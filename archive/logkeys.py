@@ -27,6 +27,9 @@ SECONDS = "seconds"
 COUNT = "count"
 ADDRESS = "address"
 DATA_DIR = "data_dir"
+FROM_TIER = "from_tier"
+TO_TIER = "to_tier"
+STEP = "step"
 
 # Events: one per change of state of data.
 INSTANCE_STORED = "instance.stored"
@@ -41,6 +44,11 @@ INDEX_REBUILT = "index.rebuilt"
 INDEX_REPLAYED = "index.replayed"
 SERVER_STARTED = "server.started"
 SERVER_STOPPED = "server.stopped"
+STUDY_MOVED = "study.moved"
+MOVE_FAILED = "move.failed"
+MOVE_PAUSED = "move.paused"
+MOVE_ROLLED_BACK = "move.rolled_back"
+MOVE_ROLLED_FORWARD = "move.rolled_forward"
 
 
 def _format(value: Any) -> str:

@@ -27,6 +27,7 @@ from dicomvault.archive.errors import (
 )
 from dicomvault.archive.index import Index, InstanceRecord
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
+from dicomvault.archive.mover import MoveOutcome, Mover, TierStatus
 from dicomvault.archive.retrieve import FrameOut, Reader
 from dicomvault.archive.uids import check_uid
 from dicomvault.codecs import Sha256Stream
@@ -123,6 +124,7 @@ class Archive:
         index = Index.open(data_dir / "index")
         archive = cls(settings, tiers, index)
         maintenance.recover(index, tiers)
+        archive.recover_moves()
         return archive
 
     def close(self) -> None:
@@ -245,6 +247,35 @@ class Archive:
             "tiers": ",".join(f"{n}={t.url}" for n, t in self.tiers.items()),
             "instances": len(self.index.catalog),
         }
+
+    # -- tiers ------------------------------------------------------------------
+
+    def _mover(self) -> Mover:
+        mover: Mover | None = getattr(self, "_mover_instance", None)
+        if mover is None:
+            mover = Mover(
+                self.tiers,
+                self.index,
+                self.spool_dir,
+                {name: t.zstd_level for name, t in self.settings.tiers.items()},
+                self.reader,
+                self.settings.get("debug.pause_move_at"),
+            )
+            self._mover_instance = mover
+        return mover
+
+    def recover_moves(self) -> int:
+        """Resolve study moves a crash interrupted; see :meth:`Mover.recover`."""
+        return self._mover().recover()
+
+    def move_study(self, study_uid: str, target: str) -> MoveOutcome:
+        """Move a study to another tier; see :meth:`Mover.move_study`."""
+        check_uid(study_uid, "StudyInstanceUID")
+        return self._mover().move_study(study_uid, target)
+
+    def tier_status(self) -> TierStatus:
+        """Per-tier figures and open or failed moves; see :meth:`Mover.status`."""
+        return self._mover().status()
 
 
 def clean_spool(spool_dir: Path) -> None:

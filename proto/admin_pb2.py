@@ -22,25 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from dicomvault.proto import lifecycle_pb2 as dicomvault_dot_proto_dot_lifecycle__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64icomvault/proto/admin.proto\x12\rdicomvault.v1\"\x15\n\x13RebuildIndexRequest\"K\n\x14RebuildIndexResponse\x12\x11\n\tinstances\x18\x01 \x01(\x04\x12\x0f\n\x07studies\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\x1f\n\rVerifyRequest\x12\x0e\n\x06repair\x18\x01 \x01(\x08\"Z\n\rVerifyProblem\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x10\n\x08repaired\x18\x05 \x01(\x08\"\x8b\x01\n\x0eVerifyResponse\x12\x19\n\x11instances_checked\x18\x01 \x01(\x04\x12\x17\n\x0fobjects_checked\x18\x02 \x01(\x04\x12\x15\n\rbytes_checked\x18\x03 \x01(\x04\x12.\n\x08problems\x18\x04 \x03(\x0b\x32\x1c.dicomvault.v1.VerifyProblem2\xa7\x01\n\x05\x41\x64min\x12W\n\x0cRebuildIndex\x12\".dicomvault.v1.RebuildIndexRequest\x1a#.dicomvault.v1.RebuildIndexResponse\x12\x45\n\x06Verify\x12\x1c.dicomvault.v1.VerifyRequest\x1a\x1d.dicomvault.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64icomvault/proto/admin.proto\x12\rdicomvault.v1\x1a dicomvault/proto/lifecycle.proto\"\x15\n\x13RebuildIndexRequest\"K\n\x14RebuildIndexResponse\x12\x11\n\tinstances\x18\x01 \x01(\x04\x12\x0f\n\x07studies\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\x1f\n\rVerifyRequest\x12\x0e\n\x06repair\x18\x01 \x01(\x08\"Z\n\rVerifyProblem\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x10\n\x08repaired\x18\x05 \x01(\x08\"\x8b\x01\n\x0eVerifyResponse\x12\x19\n\x11instances_checked\x18\x01 \x01(\x04\x12\x17\n\x0fobjects_checked\x18\x02 \x01(\x04\x12\x15\n\rbytes_checked\x18\x03 \x01(\x04\x12.\n\x08problems\x18\x04 \x03(\x0b\x32\x1c.dicomvault.v1.VerifyProblem2\xca\x02\n\x05\x41\x64min\x12W\n\x0cRebuildIndex\x12\".dicomvault.v1.RebuildIndexRequest\x1a#.dicomvault.v1.RebuildIndexResponse\x12\x45\n\x06Verify\x12\x1c.dicomvault.v1.VerifyRequest\x1a\x1d.dicomvault.v1.VerifyResponse\x12N\n\tMoveStudy\x12\x1f.dicomvault.v1.MoveStudyRequest\x1a .dicomvault.v1.MoveStudyResponse\x12Q\n\nTierStatus\x12 .dicomvault.v1.TierStatusRequest\x1a!.dicomvault.v1.TierStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dicomvault.proto.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REBUILDINDEXREQUEST']._serialized_start=47
-  _globals['_REBUILDINDEXREQUEST']._serialized_end=68
-  _globals['_REBUILDINDEXRESPONSE']._serialized_start=70
-  _globals['_REBUILDINDEXRESPONSE']._serialized_end=145
-  _globals['_VERIFYREQUEST']._serialized_start=147
-  _globals['_VERIFYREQUEST']._serialized_end=178
-  _globals['_VERIFYPROBLEM']._serialized_start=180
-  _globals['_VERIFYPROBLEM']._serialized_end=270
-  _globals['_VERIFYRESPONSE']._serialized_start=273
-  _globals['_VERIFYRESPONSE']._serialized_end=412
-  _globals['_ADMIN']._serialized_start=415
-  _globals['_ADMIN']._serialized_end=582
+  _globals['_REBUILDINDEXREQUEST']._serialized_start=81
+  _globals['_REBUILDINDEXREQUEST']._serialized_end=102
+  _globals['_REBUILDINDEXRESPONSE']._serialized_start=104
+  _globals['_REBUILDINDEXRESPONSE']._serialized_end=179
+  _globals['_VERIFYREQUEST']._serialized_start=181
+  _globals['_VERIFYREQUEST']._serialized_end=212
+  _globals['_VERIFYPROBLEM']._serialized_start=214
+  _globals['_VERIFYPROBLEM']._serialized_end=304
+  _globals['_VERIFYRESPONSE']._serialized_start=307
+  _globals['_VERIFYRESPONSE']._serialized_end=446
+  _globals['_ADMIN']._serialized_start=449
+  _globals['_ADMIN']._serialized_end=779
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from dicomvault.proto import admin_pb2 as dicomvault_dot_proto_dot_admin__pb2
+from dicomvault.proto import lifecycle_pb2 as dicomvault_dot_proto_dot_lifecycle__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -44,6 +45,16 @@ class AdminStub:
                 request_serializer=dicomvault_dot_proto_dot_admin__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_admin__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.MoveStudy = channel.unary_unary(
+                '/dicomvault.v1.Admin/MoveStudy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyResponse.FromString,
+                _registered_method=True)
+        self.TierStatus = channel.unary_unary(
+                '/dicomvault.v1.Admin/TierStatus',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -64,6 +75,21 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveStudy(self, request, context):
+        """Move every instance version of a study to another tier: copy, verify,
+        switch the index, delete the source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TierStatus(self, request, context):
+        """Per tier: studies, instances, bytes; pending and failed moves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +102,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=dicomvault_dot_proto_dot_admin__pb2.VerifyRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_admin__pb2.VerifyResponse.SerializeToString,
+            ),
+            'MoveStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveStudy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyResponse.SerializeToString,
+            ),
+            'TierStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.TierStatus,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +168,60 @@ class Admin:
             '/dicomvault.v1.Admin/Verify',
             dicomvault_dot_proto_dot_admin__pb2.VerifyRequest.SerializeToString,
             dicomvault_dot_proto_dot_admin__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/MoveStudy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TierStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/TierStatus',
+            dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,6 +19,7 @@ from dicomvault.proto import (
     archive_pb2,
     archive_pb2_grpc,
     common_pb2,
+    lifecycle_pb2,
     query_pb2,
     query_pb2_grpc,
 )
@@ -154,3 +155,13 @@ class Client:
 
     def verify(self, repair: bool) -> admin_pb2.VerifyResponse:
         return self.admin.Verify(admin_pb2.VerifyRequest(repair=repair))
+
+    def move_study(self, study_uid: str, to_tier: str) -> Any:
+        """Move a study to another tier (Admin.MoveStudy)."""
+        return self.admin.MoveStudy(
+            lifecycle_pb2.MoveStudyRequest(study_uid=study_uid, to_tier=to_tier)
+        )
+
+    def tier_status(self) -> Any:
+        """Per-tier figures and moves (Admin.TierStatus)."""
+        return self.admin.TierStatus(lifecycle_pb2.TierStatusRequest())
