@@ -161,6 +161,26 @@ SPECS: tuple[Spec, ...] = (
         'default) never pauses. Example: `pause_move_at = "switched"`.',
         _one_of("", "copying", "copied", "switched", "deleting"),
     ),
+    Spec(
+        "lifecycle.max_share",
+        float,
+        0.10,
+        "The guard: a lifecycle run that would move more than this share of "
+        "the archive's bytes stops, says what it would have done, and waits for "
+        "an explicit confirmation (`dicomvault tier apply --confirm`). It "
+        "cannot be switched off; 1.0 allows anything up to the whole archive. "
+        "Example: `max_share = 0.05`.",
+        lambda v: None if 0 < v <= 1 else "must be above 0 and at most 1",
+    ),
+    Spec(
+        "lifecycle.interval_seconds",
+        float,
+        0.0,
+        "How often the server's scheduler applies the lifecycle rules; 0 (the "
+        "default) runs them only on request. A scheduled run never confirms: "
+        "it stops at the guard. Example: `interval_seconds = 3600`.",
+        lambda v: None if v >= 0 else "must be 0 or more",
+    ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
 

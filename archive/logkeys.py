@@ -49,6 +49,7 @@ MOVE_FAILED = "move.failed"
 MOVE_PAUSED = "move.paused"
 MOVE_ROLLED_BACK = "move.rolled_back"
 MOVE_ROLLED_FORWARD = "move.rolled_forward"
+POLICY_SET = "lifecycle.policy_set"
 
 
 def _format(value: Any) -> str:

@@ -8,6 +8,7 @@ in memory.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 import uuid
@@ -15,14 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dicomvault.archive import lifecycle, maintenance, search, sql
 from dicomvault.archive import logkeys as lk
-from dicomvault.archive import maintenance, search, sql
 from dicomvault.archive.config import Settings
 from dicomvault.archive.errors import (
     DicomVaultError,
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
+    RefusedError,
     TruncatedUploadError,
 )
 from dicomvault.archive.index import Index, InstanceRecord
@@ -34,6 +36,8 @@ from dicomvault.codecs import Sha256Stream
 from dicomvault.tiers import Tier, open_tier
 
 logger = logging.getLogger(__name__)
+
+ACCESS_GRANULARITY = dt.timedelta(hours=1)
 
 
 class Upload:
@@ -185,6 +189,7 @@ class Archive:
     ) -> tuple[InstanceRecord, Iterator[bytes]]:
         """The record and a verified byte stream of one instance."""
         record = self.record(sop_uid)
+        self.note_access(record.study_uid)
         return record, self.reader.stream(record, version)
 
     def frames(
@@ -192,6 +197,7 @@ class Archive:
     ) -> Iterator[FrameOut]:
         """Frames of one instance (1-based numbers; empty for all)."""
         record = self.record(sop_uid)
+        self.note_access(record.study_uid)
         return self.reader.frames(  # type: ignore[no-any-return]
             record, version, numbers, decode
         )
@@ -276,6 +282,96 @@ class Archive:
     def tier_status(self) -> TierStatus:
         """Per-tier figures and open or failed moves; see :meth:`Mover.status`."""
         return self._mover().status()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def _policies(self) -> lifecycle.PolicyStore:
+        store: lifecycle.PolicyStore | None = getattr(self, "_policy_store", None)
+        if store is None:
+            store = lifecycle.PolicyStore(self.index)
+            self._policy_store = store
+        return store
+
+    def get_policy(self) -> lifecycle.Policy:
+        """The lifecycle rule set in force."""
+        return self._policies().current(list(self.tiers))
+
+    def set_policy(self, text: str) -> lifecycle.Policy:
+        """Replace the whole lifecycle rule set (validated first).
+
+        Raises
+        ------
+        PolicyError
+            The rules are malformed; the rule set in force stays.
+        """
+        policy = self._policies().replace(text, list(self.tiers))
+        lk.log_event(
+            logger,
+            lk.POLICY_SET,
+            **{lk.VERSION: policy.version, lk.COUNT: len(policy.rules)},
+        )
+        return policy
+
+    def note_access(self, study_uid: str, now: dt.datetime | None = None) -> None:
+        """Record a read of a study, for ``not_read_for`` rules.
+
+        At most one durable write per study and hour: rules count in days,
+        and a write per retrieval would cost an fsync each.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        noted: dict[str, dt.datetime] = self.__dict__.setdefault("_access_noted", {})
+        last = noted.get(study_uid)
+        if last is not None and abs(now - last) < ACCESS_GRANULARITY:
+            return
+        noted[study_uid] = now
+        self._policies().note_access(study_uid, now)
+
+    def plan_lifecycle(self, now: dt.datetime | None = None) -> lifecycle.Plan:
+        """What a lifecycle run at ``now`` would move; changes nothing."""
+        store = self._policies()
+        facts = lifecycle.study_facts(self.index, store.last_access())
+        return lifecycle.plan_moves(
+            store.current(list(self.tiers)),
+            facts,
+            now or dt.datetime.now(dt.UTC),
+            self.settings.get("lifecycle.max_share"),
+        )
+
+    def apply_lifecycle(
+        self, now: dt.datetime | None = None, confirm: bool = False
+    ) -> tuple[lifecycle.Plan, list[MoveOutcome], list[tuple[str, str]]]:
+        """Carry out the lifecycle plan at ``now``, one study at a time.
+
+        Changes stored data: studies move between tiers (see
+        :meth:`move_study`). A failed move is reported and the run goes on.
+
+        Returns
+        -------
+        tuple
+            The plan, the moves done, and (study UID, error) of failed moves.
+
+        Raises
+        ------
+        RefusedError
+            The plan moves more than ``lifecycle.max_share`` of the archive
+            and ``confirm`` is false; nothing was moved.
+        """
+        plan = self.plan_lifecycle(now)
+        if plan.needs_confirmation and not confirm:
+            raise RefusedError(
+                f"lifecycle run stopped by the guard: it would move "
+                f"{len(plan.moves)} studies, {plan.bytes} bytes, "
+                f"{plan.share:.1%} of the archive, above lifecycle.max_share "
+                f"({plan.max_share:.1%}); nothing was moved. Check the plan with "
+                "`dicomvault tier apply --dry-run`, then run it with --confirm"
+            )
+        done, failed = [], []
+        for move in plan.moves:
+            try:
+                done.append(self.move_study(move.study_uid, move.to_tier))
+            except DicomVaultError as err:
+                failed.append((move.study_uid, str(err)))
+        return plan, done, failed
 
 
 def clean_spool(spool_dir: Path) -> None:
