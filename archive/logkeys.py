@@ -50,6 +50,9 @@ MOVE_PAUSED = "move.paused"
 MOVE_ROLLED_BACK = "move.rolled_back"
 MOVE_ROLLED_FORWARD = "move.rolled_forward"
 POLICY_SET = "lifecycle.policy_set"
+LIFECYCLE_APPLIED = "lifecycle.applied"
+LIFECYCLE_GUARD_STOPPED = "lifecycle.guard_stopped"
+LIFECYCLE_FAILED = "lifecycle.failed"
 
 
 def _format(value: Any) -> str:

@@ -55,6 +55,21 @@ class AdminStub:
                 request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.FromString,
                 _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/dicomvault.v1.Admin/GetPolicy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/dicomvault.v1.Admin/SetPolicy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.ApplyPolicy = channel.unary_unary(
+                '/dicomvault.v1.Admin/ApplyPolicy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -90,6 +105,28 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPolicy(self, request, context):
+        """The lifecycle rule set in force.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Replace the whole lifecycle rule set; INVALID_ARGUMENT when malformed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyPolicy(self, request, context):
+        """Plan (dry run) or apply the lifecycle rules now; FAILED_PRECONDITION
+        when the run is above lifecycle.max_share and not confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +149,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.TierStatus,
                     request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.GetPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.SerializeToString,
+            ),
+            'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +274,87 @@ class Admin:
             '/dicomvault.v1.Admin/TierStatus',
             dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.SerializeToString,
             dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/GetPolicy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.GetPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/SetPolicy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ApplyPolicy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

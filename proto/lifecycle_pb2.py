@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dicomvault/proto/lifecycle.proto\x12\rdicomvault.v1\"6\n\x10MoveStudyRequest\x12\x11\n\tstudy_uid\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\"\x8c\x01\n\x11MoveStudyResponse\x12\x11\n\tstudy_uid\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x12\n\nfrom_tiers\x18\x03 \x03(\t\x12\x10\n\x08versions\x18\x04 \x01(\x04\x12\x0f\n\x07objects\x18\x05 \x01(\x04\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\r\n\x05op_id\x18\x07 \x01(\t\"\x13\n\x11TierStatusRequest\"L\n\tTierUsage\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x0f\n\x07studies\x18\x02 \x01(\x04\x12\x11\n\tinstances\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\"N\n\tMoveState\x12\r\n\x05op_id\x18\x01 \x01(\t\x12\x11\n\tstudy_uid\x18\x02 \x01(\t\x12\x0f\n\x07to_tier\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x9e\x01\n\x12TierStatusResponse\x12\'\n\x05tiers\x18\x01 \x03(\x0b\x32\x18.dicomvault.v1.TierUsage\x12/\n\rpending_moves\x18\x02 \x03(\x0b\x32\x18.dicomvault.v1.MoveState\x12.\n\x0c\x66\x61iled_moves\x18\x03 \x03(\x0b\x32\x18.dicomvault.v1.MoveStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dicomvault/proto/lifecycle.proto\x12\rdicomvault.v1\"6\n\x10MoveStudyRequest\x12\x11\n\tstudy_uid\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\"\x8c\x01\n\x11MoveStudyResponse\x12\x11\n\tstudy_uid\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x12\n\nfrom_tiers\x18\x03 \x03(\t\x12\x10\n\x08versions\x18\x04 \x01(\x04\x12\x0f\n\x07objects\x18\x05 \x01(\x04\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\r\n\x05op_id\x18\x07 \x01(\t\"\x13\n\x11TierStatusRequest\"L\n\tTierUsage\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x0f\n\x07studies\x18\x02 \x01(\x04\x12\x11\n\tinstances\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\"N\n\tMoveState\x12\r\n\x05op_id\x18\x01 \x01(\t\x12\x11\n\tstudy_uid\x18\x02 \x01(\t\x12\x0f\n\x07to_tier\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x9e\x01\n\x12TierStatusResponse\x12\'\n\x05tiers\x18\x01 \x03(\x0b\x32\x18.dicomvault.v1.TierUsage\x12/\n\rpending_moves\x18\x02 \x03(\x0b\x32\x18.dicomvault.v1.MoveState\x12.\n\x0c\x66\x61iled_moves\x18\x03 \x03(\x0b\x32\x18.dicomvault.v1.MoveState\"\x12\n\x10GetPolicyRequest\"C\n\x0ePolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nrule_names\x18\x03 \x03(\t\" \n\x10SetPolicyRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"6\n\x12\x41pplyPolicyRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12\x0f\n\x07\x63onfirm\x18\x02 \x01(\x08\"b\n\x0bPlannedMove\x12\x11\n\tstudy_uid\x18\x01 \x01(\t\x12\x12\n\nfrom_tiers\x18\x02 \x03(\t\x12\x0f\n\x07to_tier\x18\x03 \x01(\t\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x0c\n\x04rule\x18\x05 \x01(\t\"\xff\x01\n\x13\x41pplyPolicyResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\x04\x12+\n\x07planned\x18\x02 \x03(\x0b\x32\x1a.dicomvault.v1.PlannedMove\x12\x15\n\rplanned_bytes\x18\x03 \x01(\x04\x12\x15\n\rarchive_bytes\x18\x04 \x01(\x04\x12\x1a\n\x12needs_confirmation\x18\x05 \x01(\x08\x12/\n\x05moved\x18\x06 \x03(\x0b\x32 .dicomvault.v1.MoveStudyResponse\x12(\n\x06\x66\x61iled\x18\x07 \x03(\x0b\x32\x18.dicomvault.v1.MoveStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,4 +43,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MOVESTATE']._serialized_end=427
   _globals['_TIERSTATUSRESPONSE']._serialized_start=430
   _globals['_TIERSTATUSRESPONSE']._serialized_end=588
+  _globals['_GETPOLICYREQUEST']._serialized_start=590
+  _globals['_GETPOLICYREQUEST']._serialized_end=608
+  _globals['_POLICYRESPONSE']._serialized_start=610
+  _globals['_POLICYRESPONSE']._serialized_end=677
+  _globals['_SETPOLICYREQUEST']._serialized_start=679
+  _globals['_SETPOLICYREQUEST']._serialized_end=711
+  _globals['_APPLYPOLICYREQUEST']._serialized_start=713
+  _globals['_APPLYPOLICYREQUEST']._serialized_end=767
+  _globals['_PLANNEDMOVE']._serialized_start=769
+  _globals['_PLANNEDMOVE']._serialized_end=867
+  _globals['_APPLYPOLICYRESPONSE']._serialized_start=870
+  _globals['_APPLYPOLICYRESPONSE']._serialized_end=1125
 # @@protoc_insertion_point(module_scope)

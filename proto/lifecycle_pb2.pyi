@@ -69,3 +69,63 @@ class TierStatusResponse(_message.Message):
     pending_moves: _containers.RepeatedCompositeFieldContainer[MoveState]
     failed_moves: _containers.RepeatedCompositeFieldContainer[MoveState]
     def __init__(self, tiers: _Optional[_Iterable[_Union[TierUsage, _Mapping]]] = ..., pending_moves: _Optional[_Iterable[_Union[MoveState, _Mapping]]] = ..., failed_moves: _Optional[_Iterable[_Union[MoveState, _Mapping]]] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PolicyResponse(_message.Message):
+    __slots__ = ("version", "text", "rule_names")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    RULE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    text: str
+    rule_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., text: _Optional[str] = ..., rule_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class ApplyPolicyRequest(_message.Message):
+    __slots__ = ("dry_run", "confirm")
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    confirm: bool
+    def __init__(self, dry_run: _Optional[bool] = ..., confirm: _Optional[bool] = ...) -> None: ...
+
+class PlannedMove(_message.Message):
+    __slots__ = ("study_uid", "from_tiers", "to_tier", "bytes", "rule")
+    STUDY_UID_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIERS_FIELD_NUMBER: _ClassVar[int]
+    TO_TIER_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    study_uid: str
+    from_tiers: _containers.RepeatedScalarFieldContainer[str]
+    to_tier: str
+    bytes: int
+    rule: str
+    def __init__(self, study_uid: _Optional[str] = ..., from_tiers: _Optional[_Iterable[str]] = ..., to_tier: _Optional[str] = ..., bytes: _Optional[int] = ..., rule: _Optional[str] = ...) -> None: ...
+
+class ApplyPolicyResponse(_message.Message):
+    __slots__ = ("policy_version", "planned", "planned_bytes", "archive_bytes", "needs_confirmation", "moved", "failed")
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    policy_version: int
+    planned: _containers.RepeatedCompositeFieldContainer[PlannedMove]
+    planned_bytes: int
+    archive_bytes: int
+    needs_confirmation: bool
+    moved: _containers.RepeatedCompositeFieldContainer[MoveStudyResponse]
+    failed: _containers.RepeatedCompositeFieldContainer[MoveState]
+    def __init__(self, policy_version: _Optional[int] = ..., planned: _Optional[_Iterable[_Union[PlannedMove, _Mapping]]] = ..., planned_bytes: _Optional[int] = ..., archive_bytes: _Optional[int] = ..., needs_confirmation: _Optional[bool] = ..., moved: _Optional[_Iterable[_Union[MoveStudyResponse, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[MoveState, _Mapping]]] = ...) -> None: ...

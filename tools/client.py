@@ -165,3 +165,17 @@ class Client:
     def tier_status(self) -> Any:
         """Per-tier figures and moves (Admin.TierStatus)."""
         return self.admin.TierStatus(lifecycle_pb2.TierStatusRequest())
+
+    def get_policy(self) -> Any:
+        """The lifecycle rule set in force (Admin.GetPolicy)."""
+        return self.admin.GetPolicy(lifecycle_pb2.GetPolicyRequest())
+
+    def set_policy(self, text: str) -> Any:
+        """Replace the lifecycle rule set (Admin.SetPolicy)."""
+        return self.admin.SetPolicy(lifecycle_pb2.SetPolicyRequest(text=text))
+
+    def apply_policy(self, dry_run: bool, confirm: bool) -> Any:
+        """Plan or apply the lifecycle rules now (Admin.ApplyPolicy)."""
+        return self.admin.ApplyPolicy(
+            lifecycle_pb2.ApplyPolicyRequest(dry_run=dry_run, confirm=confirm)
+        )

@@ -11,6 +11,7 @@ from typing import Any
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.api.grpc_server import build_server
 from dicomvault.archive.config import Settings
+from dicomvault.archive.scheduler import LifecycleScheduler
 from dicomvault.archive.service import Archive
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def run_server(
         sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     server.start()
+    scheduler = LifecycleScheduler.start_for(archive)
     address = f"{host}:{port}"
     lk.log_event(
         logger,
@@ -61,6 +63,7 @@ def run_server(
         while not stop.wait(0.5):
             pass
     finally:
+        scheduler.stop()
         server.stop(grace=5).wait()
         archive.close()
         for sig, handler in previous.items():

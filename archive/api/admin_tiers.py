@@ -7,20 +7,22 @@ the archive and maps the outcome; storage decisions stay in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 
 from dicomvault.archive.api.grpc_server import AdminServicer, unary
 from dicomvault.proto import lifecycle_pb2
 
+if TYPE_CHECKING:
+    from dicomvault.archive.lifecycle import Policy
+    from dicomvault.archive.mover import MoveOutcome
+
 
 class TierAdminServicer(AdminServicer):
-    """Admin service with MoveStudy and TierStatus."""
+    """Admin service with study moves, tier figures and lifecycle rules."""
 
-    @unary
-    def MoveStudy(  # noqa: N802 - gRPC method name
-        self, request: lifecycle_pb2.MoveStudyRequest, context: grpc.ServicerContext
-    ) -> lifecycle_pb2.MoveStudyResponse:
-        outcome = self.archive.move_study(request.study_uid, request.to_tier)
+    def _move_reply(self, outcome: MoveOutcome) -> lifecycle_pb2.MoveStudyResponse:
         return lifecycle_pb2.MoveStudyResponse(
             study_uid=outcome.study_uid,
             to_tier=outcome.to_tier,
@@ -30,6 +32,13 @@ class TierAdminServicer(AdminServicer):
             bytes=outcome.bytes,
             op_id=outcome.op_id,
         )
+
+    @unary
+    def MoveStudy(  # noqa: N802 - gRPC method name
+        self, request: lifecycle_pb2.MoveStudyRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.MoveStudyResponse:
+        outcome = self.archive.move_study(request.study_uid, request.to_tier)
+        return self._move_reply(outcome)
 
     @unary
     def TierStatus(  # noqa: N802
@@ -57,5 +66,55 @@ class TierAdminServicer(AdminServicer):
                     study_uid=m["study_uid"], to_tier=m["to_tier"], detail=m["error"]
                 )
                 for m in status.failed_moves
+            ],
+        )
+
+    @staticmethod
+    def _policy_reply(policy: Policy) -> lifecycle_pb2.PolicyResponse:
+        return lifecycle_pb2.PolicyResponse(
+            version=policy.version,
+            text=policy.source,
+            rule_names=[rule.name for rule in policy.rules],
+        )
+
+    @unary
+    def GetPolicy(  # noqa: N802
+        self, request: lifecycle_pb2.GetPolicyRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.PolicyResponse:
+        return self._policy_reply(self.archive.get_policy())
+
+    @unary
+    def SetPolicy(  # noqa: N802
+        self, request: lifecycle_pb2.SetPolicyRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.PolicyResponse:
+        return self._policy_reply(self.archive.set_policy(request.text))
+
+    @unary
+    def ApplyPolicy(  # noqa: N802
+        self, request: lifecycle_pb2.ApplyPolicyRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.ApplyPolicyResponse:
+        if request.dry_run:
+            plan, done, failed = self.archive.plan_lifecycle(), [], []
+        else:
+            plan, done, failed = self.archive.apply_lifecycle(confirm=request.confirm)
+        return lifecycle_pb2.ApplyPolicyResponse(
+            policy_version=plan.policy_version,
+            planned=[
+                lifecycle_pb2.PlannedMove(
+                    study_uid=m.study_uid,
+                    from_tiers=list(m.from_tiers),
+                    to_tier=m.to_tier,
+                    bytes=m.bytes,
+                    rule=m.rule,
+                )
+                for m in plan.moves
+            ],
+            planned_bytes=plan.bytes,
+            archive_bytes=plan.archive_bytes,
+            needs_confirmation=plan.needs_confirmation,
+            moved=[self._move_reply(outcome) for outcome in done],
+            failed=[
+                lifecycle_pb2.MoveState(study_uid=uid, detail=error)
+                for uid, error in failed
             ],
         )
