@@ -181,6 +181,15 @@ SPECS: tuple[Spec, ...] = (
         "it stops at the guard. Example: `interval_seconds = 3600`.",
         lambda v: None if v >= 0 else "must be 0 or more",
     ),
+    Spec(
+        "retention.grace_days",
+        float,
+        30.0,
+        "Days between marking an instance deleted (invisible at once) and the "
+        "purge that removes its objects from every tier; until then it can be "
+        "restored. Example: `grace_days = 7`.",
+        lambda v: None if v >= 0 else "must be 0 or more",
+    ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
 

@@ -53,6 +53,11 @@ POLICY_SET = "lifecycle.policy_set"
 LIFECYCLE_APPLIED = "lifecycle.applied"
 LIFECYCLE_GUARD_STOPPED = "lifecycle.guard_stopped"
 LIFECYCLE_FAILED = "lifecycle.failed"
+INSTANCES_DELETED = "instances.deleted"
+INSTANCES_RESTORED = "instances.restored"
+STUDY_PURGED = "study.purged"
+HOLD_ADDED = "hold.added"
+HOLD_REMOVED = "hold.removed"
 
 
 def _format(value: Any) -> str:

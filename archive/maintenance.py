@@ -164,6 +164,15 @@ def catch_up(index: Index, tiers: dict[str, Tier]) -> int:
     for change in index.catalog.changes_since(applied):
         if change["type"] == "index.rebuilt":
             _refill_metadata(index, tiers, change["seq"])
+        elif change["type"] == "instances.deleted":
+            index.metadata.remove_instances(change["sop_instance_uids"], change["seq"])
+        elif change["type"] == "instances.restored":
+            for sop_uid in change["sop_instance_uids"]:
+                record = index.catalog.get(sop_uid)
+                if record is not None:
+                    version = record.current_version
+                    manifest = _read_manifest(tiers[version.tier], version.prefix)
+                    index.metadata.apply(manifest, version.tier, change["seq"])
         elif change["type"] == lk.STUDY_MOVED:
             _reindex_study(index, tiers, change["study_uid"], change["seq"])
         elif change["type"] == "instance.stored":

@@ -28,6 +28,7 @@ from dicomvault.archive.errors import (
     TruncatedUploadError,
 )
 from dicomvault.archive.index import Index, InstanceRecord
+from dicomvault.archive.index.deletions import DeletionJournal
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
 from dicomvault.archive.mover import MoveOutcome, Mover, TierStatus
 from dicomvault.archive.retrieve import FrameOut, Reader
@@ -372,6 +373,229 @@ class Archive:
             except DicomVaultError as err:
                 failed.append((move.study_uid, str(err)))
         return plan, done, failed
+
+    # -- deletion and legal holds -------------------------------------------------
+
+    def _deletions(self) -> DeletionJournal:
+        journal: DeletionJournal | None = getattr(self, "_deletion_journal", None)
+        if journal is None:
+            journal = DeletionJournal(self.index.catalog)
+            self._deletion_journal = journal
+        return journal
+
+    def _patient_id(self, study_uid: str) -> str | None:
+        row = (
+            self.index.metadata.cursor()
+            .execute("SELECT patient_id FROM studies WHERE study_uid = ?", [study_uid])
+            .fetchone()
+        )
+        return str(row[0]) if row and row[0] else None
+
+    def _hold_on(self, study_uid: str) -> dict[str, Any] | None:
+        journal = self._deletions()
+        hold = journal.hold_on("study", study_uid)
+        patient_id = self._patient_id(study_uid)
+        if hold is None and patient_id is not None:
+            hold = journal.hold_on("patient", patient_id)
+        return hold
+
+    def add_hold(self, kind: str, value: str, reason: str = "") -> None:
+        """Put a study (``kind="study"``) or patient (``"patient"``) under hold.
+
+        A held study is never deleted nor purged, whatever the rules say.
+        """
+        if kind not in ("study", "patient"):
+            raise InvalidInputError(
+                f"legal hold kind {kind!r} is unknown; use 'study' or 'patient'"
+            )
+        self._deletions().add_hold(kind, value, reason, dt.datetime.now(dt.UTC))
+        lk.log_event(logger, lk.HOLD_ADDED, **{"kind": kind, lk.REASON: reason})
+
+    def remove_hold(self, kind: str, value: str) -> None:
+        """Lift a legal hold.
+
+        Raises
+        ------
+        NotFoundError
+            There is no such hold.
+        """
+        if not self._deletions().remove_hold(kind, value):
+            raise NotFoundError(f"no legal hold on {kind} {value}")
+        lk.log_event(logger, lk.HOLD_REMOVED, **{"kind": kind})
+
+    def list_holds(self) -> list[dict[str, Any]]:
+        """Every legal hold in force."""
+        return self._deletions().holds()
+
+    def _members(
+        self, level: str, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> list[str]:
+        members = self.index.catalog.study_members(study_uid)
+        if level == "STUDY":
+            return [sop for _series, sop in members]
+        if level == "SERIES":
+            return [sop for series, sop in members if series == series_uid]
+        if level == "INSTANCE":
+            return [sop for _series, sop in members if sop == sop_uid]
+        raise InvalidInputError(
+            f"deletion level {level!r} is unknown; use STUDY, SERIES or INSTANCE"
+        )
+
+    def delete(
+        self,
+        level: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        reason: str = "",
+    ) -> int:
+        """Mark a study, series or instance deleted; return how many instances.
+
+        Changes stored data: the instances disappear from retrieval, search
+        and SQL at once; their objects stay until :meth:`purge_due` runs
+        after ``retention.grace_days``, and :meth:`restore` brings them back
+        until then.
+
+        Raises
+        ------
+        RefusedError
+            The study or its patient is under legal hold; nothing changed.
+        NotFoundError
+            Nothing stored matches.
+        """
+        check_uid(study_uid, "StudyInstanceUID")
+        hold = self._hold_on(study_uid)
+        if hold is not None:
+            raise RefusedError(
+                f"study {study_uid} is under legal hold ({hold['kind']} hold, "
+                f"reason: {hold['reason'] or 'none given'}); nothing was deleted. "
+                "Lift it with `dicomvault hold remove` first"
+            )
+        sops = self._members(level, study_uid, series_uid, sop_uid)
+        if not sops:
+            raise NotFoundError(
+                f"nothing stored at level {level} for study {study_uid}"
+                + (f", series {series_uid}" if series_uid else "")
+                + (f", instance {sop_uid}" if sop_uid else "")
+            )
+
+        with self.index._order:
+            seq, records = self._deletions().mark(
+                sops, reason, dt.datetime.now(dt.UTC), self._patient_id(study_uid) or ""
+            )
+            self.index.metadata.remove_instances(sops, seq)
+        lk.log_event(
+            logger,
+            lk.INSTANCES_DELETED,
+            **{
+                lk.STUDY_UID: study_uid,
+                "level": level,
+                lk.COUNT: len(records),
+                lk.BYTES: sum(v.size for r in records for v in r.versions.values()),
+                lk.TIER: ",".join(
+                    sorted({v.tier for r in records for v in r.versions.values()})
+                ),
+                lk.REASON: reason,
+            },
+        )
+        return len(records)
+
+    def restore(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> int:
+        """Bring back marked instances not yet purged; return how many.
+
+        Raises
+        ------
+        NotFoundError
+            Nothing marked matches (never marked, or already purged).
+        """
+        sops = [
+            sop
+            for sop, (record, *_rest) in self._deletions().marked().items()
+            if record.study_uid == study_uid
+            and (series_uid is None or record.series_uid == series_uid)
+            and (sop_uid is None or sop == sop_uid)
+        ]
+        if not sops:
+            raise NotFoundError(
+                f"nothing marked deleted in study {study_uid} (never deleted, "
+                "or already purged)"
+            )
+        with self.index._order:
+            seq, records = self._deletions().restore(sops)
+            for record in records:
+                version = record.current_version
+                manifest = self.reader.manifest(version)
+                self.index.metadata.enqueue(manifest, version.tier, seq)
+        self.index.metadata.flush(seq)
+        lk.log_event(
+            logger,
+            lk.INSTANCES_RESTORED,
+            **{lk.STUDY_UID: study_uid, lk.COUNT: len(records)},
+        )
+        return len(records)
+
+    def purge_due(self, now: dt.datetime | None = None) -> int:
+        """Remove for good what was marked more than the grace period ago.
+
+        Changes stored data: every object of every version of each due
+        instance is deleted from its tier (manifest first) and its mark is
+        dropped; nothing of it is left in any tier or index. Held studies
+        are skipped. Returns the number of instances purged.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        grace = dt.timedelta(days=self.settings.get("retention.grace_days"))
+        journal = self._deletions()
+        by_study: dict[str, list[InstanceRecord]] = {}
+        for record, when, _why, patient_id in journal.marked().values():
+            held = journal.hold_on("study", record.study_uid) or (
+                patient_id and journal.hold_on("patient", patient_id)
+            )
+            if not held and now - when >= grace:
+                by_study.setdefault(record.study_uid, []).append(record)
+
+        purged = 0
+        for study_uid, records in by_study.items():
+            objects = size = 0
+            tiers: set[str] = set()
+            for record in records:
+                live = self.index.catalog.get(record.sop_instance_uid)
+                live_prefixes = (
+                    {(v.tier, v.prefix) for v in live.versions.values()}
+                    if live
+                    else set()
+                )
+                for version in record.versions.values():
+                    if (version.tier, version.prefix) in live_prefixes:
+                        continue
+                    tier = self.tiers[version.tier]
+                    keys = sorted(
+                        tier.list(version.prefix),
+                        key=lambda k: not k.endswith("manifest.json"),
+                    )
+                    for key in keys:
+                        tier.delete(key)
+                    objects += len(keys)
+                    size += version.size
+                    tiers.add(version.tier)
+                journal.forget(record.sop_instance_uid)
+                purged += 1
+            lk.log_event(
+                logger,
+                lk.STUDY_PURGED,
+                **{
+                    lk.STUDY_UID: study_uid,
+                    lk.TIER: ",".join(sorted(tiers)),
+                    lk.COUNT: len(records),
+                    lk.OBJECTS: objects,
+                    lk.BYTES: size,
+                },
+            )
+        return purged
 
 
 def clean_spool(spool_dir: Path) -> None:
