@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dicomvault.archive import lifecycle, maintenance, search, sql
+from dicomvault.archive import lifecycle, maintenance, retention, search, sql
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.config import Settings
 from dicomvault.archive.errors import (
@@ -596,6 +596,56 @@ class Archive:
                 },
             )
         return purged
+
+    # -- retention ------------------------------------------------------------------
+
+    def set_retention(self, text: str) -> tuple[retention.RetentionRule, ...]:
+        """Replace the retention rules as a whole (validated first)."""
+        rules = retention.store_rules(self.index.catalog.env, text)
+        lk.log_event(
+            logger, lk.POLICY_SET, **{"kind": "retention", lk.COUNT: len(rules)}
+        )
+        return rules
+
+    def retention_preview(
+        self, now: dt.datetime | None = None
+    ) -> list[retention.DueStudy]:
+        """The studies the retention rules would delete at ``now``; changes nothing."""
+        facts = lifecycle.study_facts(self.index, {})
+        return retention.plan_retention(
+            retention.load_rules(self.index.catalog.env),
+            facts,
+            now or dt.datetime.now(dt.UTC),
+            lambda study_uid: self._hold_on(study_uid) is not None,
+        )
+
+    def apply_retention(
+        self, now: dt.datetime | None = None, confirm: bool = False
+    ) -> list[retention.DueStudy]:
+        """Mark deleted every due study not under hold; return those marked.
+
+        Changes stored data: see :meth:`delete` (restorable until the purge).
+
+        Raises
+        ------
+        RefusedError
+            The run would delete more than ``lifecycle.max_share`` of the
+            archive's bytes and ``confirm`` is false; nothing was deleted.
+        """
+        due = [d for d in self.retention_preview(now) if not d.held]
+        total = sum(u.bytes for u in self.tier_status().tiers)
+        share = sum(d.bytes for d in due) / total if total else 0.0
+        limit = self.settings.get("lifecycle.max_share")
+        if share > limit and not confirm:
+            raise RefusedError(
+                f"retention run stopped by the guard: it would delete {len(due)} "
+                f"studies, {share:.1%} of the archive, above lifecycle.max_share "
+                f"({limit:.1%}); nothing was deleted. Check the list with "
+                "`dicomvault retention preview`, then run it with --confirm"
+            )
+        for study in due:
+            self.delete("STUDY", study.study_uid, reason=f"retention rule {study.rule}")
+        return due
 
 
 def clean_spool(spool_dir: Path) -> None:

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from dicomvault.archive.errors import NotFoundError, RefusedError
+from dicomvault.archive.lifecycle import PolicyError
 from dicomvault.archive.manifest import study_prefix
 from dicomvault.archive.service import Archive
 from tests.archive.test_mover import (
@@ -179,3 +180,50 @@ class TestLegalHold:
         assert objects_of(arch, trio) == 0
         digest = hashlib.sha256(b"").hexdigest()
         assert digest not in stored.sha256.values()
+
+
+class TestRetentionRules:
+    def test_preview_lists_due_studies_and_marks_held_ones(
+        self, archive: tuple[Archive, Stored]
+    ) -> None:
+        """A 1-year MR rule: the Trio study (2014) is due; under hold it is held."""
+        arch, stored = archive
+        trio = study_of(stored, TRIO[0])
+        arch.set_retention(
+            '[[rules]]\nname = "mr-1y"\nkeep_for = "1y"\nmodality = "MR"\n'
+        )
+        due = arch.retention_preview()
+        assert [(d.study_uid, d.rule, d.held) for d in due] == [(trio, "mr-1y", False)]
+        arch.add_hold("study", trio, "audit")
+        assert [d.held for d in arch.retention_preview()] == [True]
+
+    def test_retention_run_next_to_a_hold_deletes_only_the_unheld_study(
+        self, archive: tuple[Archive, Stored]
+    ) -> None:
+        """Both studies due; the held one stays visible, the other is marked."""
+        arch, stored = archive
+        trio = study_of(stored, TRIO[0])
+        secondary = study_of(stored, SECONDARY[0])
+        arch.set_retention('[[rules]]\nname = "all"\nkeep_for = "1d"\n')
+        arch.add_hold("study", trio, "audit")
+        with pytest.raises(RefusedError, match="^retention run stopped by the guard"):
+            arch.apply_retention()
+        done = arch.apply_retention(confirm=True)
+        assert [d.study_uid for d in done] == [secondary]
+        assert (sql_count(arch, trio), sql_count(arch, secondary)) == (6, 0)
+
+    def test_bad_retention_rules_are_rejected_with_their_reason(
+        self, archive: tuple[Archive, Stored]
+    ) -> None:
+        """Unknown attribute and missing keep_for are refused."""
+        arch, _stored = archive
+        with pytest.raises(
+            PolicyError,
+            match=r"^retention rule 1 \(x\): unknown attribute 'keep'; known: ",
+        ):
+            arch.set_retention('[[rules]]\nname = "x"\nkeep = "1y"\n')
+        with pytest.raises(
+            PolicyError,
+            match=r"^retention rule 1 \(x\) keep_for: bad duration '1 year'",
+        ):
+            arch.set_retention('[[rules]]\nname = "x"\nkeep_for = "1 year"\n')
