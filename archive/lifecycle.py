@@ -92,6 +92,20 @@ class Policy:
     source: str
 
 
+def load_rule_text(text: str, what: str) -> dict[str, Any]:
+    """Parse a rule file: JSON when it starts with ``{``, TOML otherwise."""
+    try:
+        if text.lstrip().startswith("{"):
+            body = json.loads(text)
+        else:
+            body = tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as err:
+        raise PolicyError(f"{what} rules are not valid TOML or JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise PolicyError(f"{what} rules must be a table with a 'rules' list")
+    return body
+
+
 def parse_policy(text: str, tiers: list[str], version: int = 0) -> Policy:
     """Parse and validate a rule set (TOML, or JSON when it starts with ``{``).
 
@@ -101,14 +115,7 @@ def parse_policy(text: str, tiers: list[str], version: int = 0) -> Policy:
         Unparsable text, an unknown attribute, an unknown tier, a bad
         duration or size, a rule without a name or tier, a repeated name.
     """
-    try:
-        body = (
-            json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
-        )
-    except (ValueError, tomllib.TOMLDecodeError) as err:
-        raise PolicyError(
-            f"lifecycle rules are not valid TOML or JSON: {err}"
-        ) from None
+    body = load_rule_text(text, "lifecycle")
     unknown_top = set(body) - {"rules"}
     if unknown_top:
         raise PolicyError(

@@ -18,13 +18,16 @@ two-phase :meth:`~dicomvault.archive.service.Archive.delete`.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dicomvault.archive.lifecycle import PolicyError, StudyFacts, parse_duration
+from dicomvault.archive.lifecycle import (
+    PolicyError,
+    StudyFacts,
+    load_rule_text,
+    parse_duration,
+)
 
 RETENTION_KEYS = ("name", "keep_for", "modality", "calling_application")
 
@@ -58,14 +61,7 @@ def parse_retention(text: str) -> tuple[RetentionRule, ...]:
         Unparsable text, an unknown attribute, a missing name or
         ``keep_for``, or a bad duration.
     """
-    try:
-        body = (
-            json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
-        )
-    except (ValueError, tomllib.TOMLDecodeError) as err:
-        raise PolicyError(
-            f"retention rules are not valid TOML or JSON: {err}"
-        ) from None
+    body = load_rule_text(text, "retention")
     rules = []
     for number, raw in enumerate(body.get("rules", []), start=1):
         if not isinstance(raw, Mapping):

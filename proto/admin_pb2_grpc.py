@@ -70,6 +70,31 @@ class AdminStub:
                 request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.FromString,
                 _registered_method=True)
+        self.SetRetention = channel.unary_unary(
+                '/dicomvault.v1.Admin/SetRetention',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+                _registered_method=True)
+        self.PreviewRetention = channel.unary_unary(
+                '/dicomvault.v1.Admin/PreviewRetention',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+                _registered_method=True)
+        self.AddHold = channel.unary_unary(
+                '/dicomvault.v1.Admin/AddHold',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+                _registered_method=True)
+        self.RemoveHold = channel.unary_unary(
+                '/dicomvault.v1.Admin/RemoveHold',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+                _registered_method=True)
+        self.ListHolds = channel.unary_unary(
+                '/dicomvault.v1.Admin/ListHolds',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -127,6 +152,39 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRetention(self, request, context):
+        """Replace the retention rules as a whole; answers with the preview.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewRetention(self, request, context):
+        """The studies the retention rules would delete now; changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddHold(self, request, context):
+        """Legal holds on a study or a patient: held studies are never deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveHold(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHolds(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +222,31 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ApplyPolicy,
                     request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.SerializeToString,
+            ),
+            'SetRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRetention,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.SerializeToString,
+            ),
+            'PreviewRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewRetention,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.SerializeToString,
+            ),
+            'AddHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddHold,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.SerializeToString,
+            ),
+            'RemoveHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveHold,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.SerializeToString,
+            ),
+            'ListHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHolds,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +438,141 @@ class Admin:
             '/dicomvault.v1.Admin/ApplyPolicy',
             dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
             dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/SetRetention',
+            dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/PreviewRetention',
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/AddHold',
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/RemoveHold',
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ListHolds',
+            dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
             options,
             channel_credentials,
             insecure,

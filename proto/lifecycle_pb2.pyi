@@ -129,3 +129,57 @@ class ApplyPolicyResponse(_message.Message):
     moved: _containers.RepeatedCompositeFieldContainer[MoveStudyResponse]
     failed: _containers.RepeatedCompositeFieldContainer[MoveState]
     def __init__(self, policy_version: _Optional[int] = ..., planned: _Optional[_Iterable[_Union[PlannedMove, _Mapping]]] = ..., planned_bytes: _Optional[int] = ..., archive_bytes: _Optional[int] = ..., needs_confirmation: _Optional[bool] = ..., moved: _Optional[_Iterable[_Union[MoveStudyResponse, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[MoveState, _Mapping]]] = ...) -> None: ...
+
+class HoldRequest(_message.Message):
+    __slots__ = ("kind", "value", "reason")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    value: str
+    reason: str
+    def __init__(self, kind: _Optional[str] = ..., value: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListHoldsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Hold(_message.Message):
+    __slots__ = ("kind", "value", "reason", "since")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    value: str
+    reason: str
+    since: str
+    def __init__(self, kind: _Optional[str] = ..., value: _Optional[str] = ..., reason: _Optional[str] = ..., since: _Optional[str] = ...) -> None: ...
+
+class HoldListResponse(_message.Message):
+    __slots__ = ("holds",)
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    holds: _containers.RepeatedCompositeFieldContainer[Hold]
+    def __init__(self, holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ...) -> None: ...
+
+class RetentionPreviewRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DueStudy(_message.Message):
+    __slots__ = ("study_uid", "rule", "bytes", "held")
+    STUDY_UID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    study_uid: str
+    rule: str
+    bytes: int
+    held: bool
+    def __init__(self, study_uid: _Optional[str] = ..., rule: _Optional[str] = ..., bytes: _Optional[int] = ..., held: _Optional[bool] = ...) -> None: ...
+
+class RetentionPreviewResponse(_message.Message):
+    __slots__ = ("due",)
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    due: _containers.RepeatedCompositeFieldContainer[DueStudy]
+    def __init__(self, due: _Optional[_Iterable[_Union[DueStudy, _Mapping]]] = ...) -> None: ...

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from dicomvault.tools import cli_tier
+from dicomvault.tools import cli_retention, cli_tier
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -402,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_verify)
     cli_tier.register(sub)
+    cli_retention.register(sub)
     return parser
 
 

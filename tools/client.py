@@ -179,3 +179,21 @@ class Client:
         return self.admin.ApplyPolicy(
             lifecycle_pb2.ApplyPolicyRequest(dry_run=dry_run, confirm=confirm)
         )
+
+    def set_retention(self, text: str) -> Any:
+        """Replace the retention rules (Admin.SetRetention)."""
+        return self.admin.SetRetention(lifecycle_pb2.SetPolicyRequest(text=text))
+
+    def preview_retention(self) -> Any:
+        """Studies the retention rules would delete (Admin.PreviewRetention)."""
+        return self.admin.PreviewRetention(lifecycle_pb2.RetentionPreviewRequest())
+
+    def hold(
+        self, action: str, kind: str = "", value: str = "", reason: str = ""
+    ) -> Any:
+        """Add, remove or list legal holds (Admin.AddHold/RemoveHold/ListHolds)."""
+        if action == "list":
+            return self.admin.ListHolds(lifecycle_pb2.ListHoldsRequest())
+        request = lifecycle_pb2.HoldRequest(kind=kind, value=value, reason=reason)
+        call = self.admin.AddHold if action == "add" else self.admin.RemoveHold
+        return call(request)

@@ -118,3 +118,53 @@ class TierAdminServicer(AdminServicer):
                 for uid, error in failed
             ],
         )
+
+    def _preview(self) -> lifecycle_pb2.RetentionPreviewResponse:
+        return lifecycle_pb2.RetentionPreviewResponse(
+            due=[
+                lifecycle_pb2.DueStudy(
+                    study_uid=d.study_uid, rule=d.rule, bytes=d.bytes, held=d.held
+                )
+                for d in self.archive.retention_preview()
+            ]
+        )
+
+    def _holds(self) -> lifecycle_pb2.HoldListResponse:
+        return lifecycle_pb2.HoldListResponse(
+            holds=[lifecycle_pb2.Hold(**hold) for hold in self.archive.list_holds()]
+        )
+
+    @unary
+    def SetRetention(  # noqa: N802
+        self, request: lifecycle_pb2.SetPolicyRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.RetentionPreviewResponse:
+        self.archive.set_retention(request.text)
+        return self._preview()
+
+    @unary
+    def PreviewRetention(  # noqa: N802
+        self,
+        request: lifecycle_pb2.RetentionPreviewRequest,
+        context: grpc.ServicerContext,
+    ) -> lifecycle_pb2.RetentionPreviewResponse:
+        return self._preview()
+
+    @unary
+    def AddHold(  # noqa: N802
+        self, request: lifecycle_pb2.HoldRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.HoldListResponse:
+        self.archive.add_hold(request.kind, request.value, request.reason)
+        return self._holds()
+
+    @unary
+    def RemoveHold(  # noqa: N802
+        self, request: lifecycle_pb2.HoldRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.HoldListResponse:
+        self.archive.remove_hold(request.kind, request.value)
+        return self._holds()
+
+    @unary
+    def ListHolds(  # noqa: N802
+        self, request: lifecycle_pb2.ListHoldsRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.HoldListResponse:
+        return self._holds()
