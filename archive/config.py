@@ -190,6 +190,30 @@ SPECS: tuple[Spec, ...] = (
         "restored. Example: `grace_days = 7`.",
         lambda v: None if v >= 0 else "must be 0 or more",
     ),
+    Spec(
+        "lifecycle.promote_from",
+        str,
+        "",
+        "Comma-separated tiers whose reads move the study back to "
+        "`lifecycle.promote_to` in the background; empty (the default) "
+        'promotes nothing. Example: `promote_from = "cold"`.',
+    ),
+    Spec(
+        "lifecycle.promote_to",
+        str,
+        "hot",
+        "The tier promoted and prefetched studies go to. Example: "
+        '`promote_to = "hot"`.',
+    ),
+    Spec(
+        "lifecycle.prefetch_priors",
+        int,
+        0,
+        "When a study is read, warm this many earlier studies of the same "
+        "patient (by StudyDate) to `lifecycle.promote_to` in the background; "
+        "0 (the default) prefetches nothing. Example: `prefetch_priors = 2`.",
+        lambda v: None if v >= 0 else "must be 0 or more",
+    ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
 
@@ -359,6 +383,13 @@ def load_settings(
             name: TierSettings(name, str(data_dir / "tiers" / name), {}, level)
             for name, level in DEFAULT_TIER_LEVELS.items()
         }
+    for key in ("lifecycle.promote_to", "lifecycle.promote_from"):
+        for name in filter(None, values[key].split(",")):
+            if name.strip() not in tiers:
+                raise ConfigError(
+                    f"setting {key}: {name.strip()!r} is not a configured tier "
+                    f"({', '.join(tiers)})"
+                )
     if values["storage.default_tier"] not in tiers:
         raise ConfigError(
             f"setting storage.default_tier: {values['storage.default_tier']!r} is not "

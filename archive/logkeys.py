@@ -58,6 +58,8 @@ INSTANCES_RESTORED = "instances.restored"
 STUDY_PURGED = "study.purged"
 HOLD_ADDED = "hold.added"
 HOLD_REMOVED = "hold.removed"
+STUDY_PROMOTED = "study.promoted"
+PROMOTION_FAILED = "promotion.failed"
 
 
 def _format(value: Any) -> str:

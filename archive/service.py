@@ -31,6 +31,7 @@ from dicomvault.archive.index import Index, InstanceRecord
 from dicomvault.archive.index.deletions import DeletionJournal
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
 from dicomvault.archive.mover import MoveOutcome, Mover, TierStatus
+from dicomvault.archive.promotion import Warmer
 from dicomvault.archive.retrieve import FrameOut, Reader
 from dicomvault.archive.uids import check_uid
 from dicomvault.codecs import Sha256Stream
@@ -190,7 +191,7 @@ class Archive:
     ) -> tuple[InstanceRecord, Iterator[bytes]]:
         """The record and a verified byte stream of one instance."""
         record = self.record(sop_uid)
-        self.note_access(record.study_uid)
+        self._after_read(record)
         return record, self.reader.stream(record, version)
 
     def frames(
@@ -198,7 +199,7 @@ class Archive:
     ) -> Iterator[FrameOut]:
         """Frames of one instance (1-based numbers; empty for all)."""
         record = self.record(sop_uid)
-        self.note_access(record.study_uid)
+        self._after_read(record)
         return self.reader.frames(  # type: ignore[no-any-return]
             record, version, numbers, decode
         )
@@ -646,6 +647,37 @@ class Archive:
         for study in due:
             self.delete("STUDY", study.study_uid, reason=f"retention rule {study.rule}")
         return due
+
+    # -- warming on read ----------------------------------------------------------
+
+    def _warmer(self) -> Warmer | None:
+        warmer: Warmer | None = getattr(self, "_warmer_instance", None)
+        promote_from = {
+            t.strip() for t in self.settings.get("lifecycle.promote_from").split(",")
+        } - {""}
+        priors = self.settings.get("lifecycle.prefetch_priors")
+        if warmer is None and (promote_from or priors):
+            warmer = Warmer(
+                self.move_study,
+                self.index,
+                promote_from,
+                self.settings.get("lifecycle.promote_to"),
+                priors,
+            )
+            self._warmer_instance = warmer
+        return warmer
+
+    def _after_read(self, record: InstanceRecord) -> None:
+        self.note_access(record.study_uid)
+        warmer = self._warmer()
+        if warmer is not None:
+            warmer.on_read(record.study_uid, record.current_version.tier)
+
+    def wait_warming(self) -> None:
+        """Return once queued promotions and prefetches have been tried."""
+        warmer = self._warmer()
+        if warmer is not None:
+            warmer.wait_idle()
 
 
 def clean_spool(spool_dir: Path) -> None:
