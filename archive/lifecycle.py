@@ -293,9 +293,10 @@ def study_facts(
         .fetchall()
     )
     for study_uid, study_date, modalities, applications, stored in rows:
-        study = facts.get(study_uid)
-        if study is None:
+        found = facts.get(study_uid)
+        if found is None:
             continue
+        study = found
         study.study_date = study_date
         study.modalities = {m for m in modalities if m}
         study.calling_applications = {a for a in applications if a}

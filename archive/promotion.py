@@ -70,7 +70,7 @@ class Warmer:
         self._thread.start()
 
     def _tiers_of(self, study_uid: str) -> set[str]:
-        tiers = set()
+        tiers: set[str] = set()
         for _series, sop_uid in self.index.catalog.study_members(study_uid):
             record = self.index.catalog.get(sop_uid)
             if record is not None:

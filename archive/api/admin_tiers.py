@@ -7,11 +7,21 @@ the archive and maps the outcome; storage decisions stay in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from dicomvault.archive.api.grpc_server import AdminServicer, unary
+from dicomvault.archive.api.grpc_server import AdminServicer
+
+if TYPE_CHECKING:
+    # The package imports as ``dicomvault.*``, which mypy resolves to Any;
+    # this gives the error-mapping decorator its real signature.
+    F = TypeVar("F", bound=Callable[..., Any])
+
+    def unary(method: F) -> F: ...
+else:
+    from dicomvault.archive.api.grpc_server import unary
 from dicomvault.proto import lifecycle_pb2
 
 if TYPE_CHECKING:
@@ -19,7 +29,7 @@ if TYPE_CHECKING:
     from dicomvault.archive.mover import MoveOutcome
 
 
-class TierAdminServicer(AdminServicer):
+class TierAdminServicer(AdminServicer):  # type: ignore[misc]
     """Admin service with study moves, tier figures and lifecycle rules."""
 
     def _move_reply(self, outcome: MoveOutcome) -> lifecycle_pb2.MoveStudyResponse:
