@@ -95,6 +95,16 @@ class AdminStub:
                 request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
                 _registered_method=True)
+        self.ApplyRetention = channel.unary_unary(
+                '/dicomvault.v1.Admin/ApplyRetention',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+                _registered_method=True)
+        self.PurgeDue = channel.unary_unary(
+                '/dicomvault.v1.Admin/PurgeDue',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -185,6 +195,21 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyRetention(self, request, context):
+        """Mark deleted every due study not under hold (restorable until the
+        purge); FAILED_PRECONDITION above lifecycle.max_share unless confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDue(self, request, context):
+        """Remove for good what was marked deleted more than retention.grace_days ago.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +272,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListHolds,
                     request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.SerializeToString,
+            ),
+            'ApplyRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyRetention,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.SerializeToString,
+            ),
+            'PurgeDue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDue,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -573,6 +608,60 @@ class Admin:
             '/dicomvault.v1.Admin/ListHolds',
             dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.SerializeToString,
             dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ApplyRetention',
+            dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/PurgeDue',
+            dicomvault_dot_proto_dot_lifecycle__pb2.PurgeRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.PurgeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -183,3 +183,13 @@ class RetentionPreviewResponse(_message.Message):
     DUE_FIELD_NUMBER: _ClassVar[int]
     due: _containers.RepeatedCompositeFieldContainer[DueStudy]
     def __init__(self, due: _Optional[_Iterable[_Union[DueStudy, _Mapping]]] = ...) -> None: ...
+
+class PurgeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PurgeResponse(_message.Message):
+    __slots__ = ("instances",)
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    instances: int
+    def __init__(self, instances: _Optional[int] = ...) -> None: ...

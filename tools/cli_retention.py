@@ -25,6 +25,16 @@ def _print_due(reply: Any) -> None:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     client = _client(args)
+    if args.action == "apply":
+        reply = client.apply_retention(args.confirm)
+        print(f"marked {len(reply.due)} studies deleted (restorable until the purge)")
+        for due in reply.due:
+            print(f"  {due.study_uid} {due.bytes} bytes, rule {due.rule}")
+        return 0
+    if args.action == "purge":
+        reply = client.purge_due()
+        print(f"purged {reply.instances} instances")
+        return 0
     if args.action == "set":
         if not args.file:
             print("error: retention set needs a FILE", file=sys.stderr)
@@ -52,8 +62,13 @@ def cmd_hold(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``retention`` and ``hold`` to the command line."""
     p = subparsers.add_parser("retention", help="retention rules and their preview")
-    p.add_argument("action", choices=("preview", "set"))
+    p.add_argument("action", choices=("preview", "set", "apply", "purge"))
     p.add_argument("file", nargs="?", help="TOML or JSON rules (for set)")
+    p.add_argument(
+        "--confirm",
+        action="store_true",
+        help="apply: go ahead although the run is above lifecycle.max_share",
+    )
     p.add_argument("--server", default=DEFAULT_SERVER, help="HOST:PORT of the server")
     p.set_defaults(func=cmd_retention)
 

@@ -197,3 +197,13 @@ class Client:
         request = lifecycle_pb2.HoldRequest(kind=kind, value=value, reason=reason)
         call = self.admin.AddHold if action == "add" else self.admin.RemoveHold
         return call(request)
+
+    def apply_retention(self, confirm: bool) -> Any:
+        """Mark due, unheld studies deleted (Admin.ApplyRetention)."""
+        return self.admin.ApplyRetention(
+            lifecycle_pb2.ApplyPolicyRequest(confirm=confirm)
+        )
+
+    def purge_due(self) -> Any:
+        """Purge what is past the grace period (Admin.PurgeDue)."""
+        return self.admin.PurgeDue(lifecycle_pb2.PurgeRequest())

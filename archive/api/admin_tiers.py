@@ -178,3 +178,25 @@ class TierAdminServicer(AdminServicer):  # type: ignore[misc]
         self, request: lifecycle_pb2.ListHoldsRequest, context: grpc.ServicerContext
     ) -> lifecycle_pb2.HoldListResponse:
         return self._holds()
+
+    @unary
+    def ApplyRetention(  # noqa: N802
+        self, request: lifecycle_pb2.ApplyPolicyRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.RetentionPreviewResponse:
+        if request.dry_run:
+            return self._preview()
+        done = self.archive.apply_retention(confirm=request.confirm)
+        return lifecycle_pb2.RetentionPreviewResponse(
+            due=[
+                lifecycle_pb2.DueStudy(
+                    study_uid=d.study_uid, rule=d.rule, bytes=d.bytes
+                )
+                for d in done
+            ]
+        )
+
+    @unary
+    def PurgeDue(  # noqa: N802
+        self, request: lifecycle_pb2.PurgeRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb2.PurgeResponse:
+        return lifecycle_pb2.PurgeResponse(instances=self.archive.purge_due())

@@ -73,3 +73,22 @@ class TestHoldAndRetentionCommands:
             refused.stderr
         )
         assert run(server, "hold", "add").returncode == 2
+
+
+class TestRetentionRun:
+    def test_apply_needs_confirm_then_marks_and_purge_waits_for_the_grace(
+        self, tmp_path: Path
+    ) -> None:
+        """Guard, then mark; a purge inside the grace period removes nothing."""
+        rules = tmp_path / "retention.toml"
+        rules.write_text('[[rules]]\nname = "short"\nkeep_for = "1d"\n')
+        with ServerProcess(tmp_path / "data") as server:
+            server.client().store([corpus_dir() / name for name in FILES])
+            run(server, "retention", "set", str(rules))
+            refused = run(server, "retention", "apply")
+            assert refused.returncode == 1
+            assert "retention run stopped by the guard" in refused.stderr
+            done = run(server, "retention", "apply", "--confirm")
+            assert done.stdout.startswith("marked 1 studies deleted")
+            assert run(server, "retention", "purge").stdout == "purged 0 instances\n"
+            assert server.client().tier_status().tiers[0].studies == 0
