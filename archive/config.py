@@ -30,6 +30,9 @@ from dicomvault.archive.errors import InvalidInputError
 
 ENV_PREFIX = "DICOMVAULT_"
 ENV_SEPARATOR = "__"
+# The embedded tiers when the configuration names none: three local folders
+# under the data folder, native frames compressed harder the colder the tier.
+DEFAULT_TIER_LEVELS = {"hot": 3, "warm": 9, "cold": 19}
 SECRET_OPTIONS = ("key", "secret", "token", "password", "aws_secret_access_key")
 
 
@@ -210,6 +213,8 @@ SPECS: tuple[Spec, ...] = (
         "PEM certificates of the CAs that sign client certificates; when set, "
         "mutual TLS is required and a client without a certificate is refused "
         'at the handshake. Example: `tls_client_ca_file = "/etc/dicomvault/ca.crt"`.',
+    ),
+    Spec(
         "http.host",
         str,
         "127.0.0.1",
@@ -244,6 +249,8 @@ SPECS: tuple[Spec, ...] = (
         4 << 30,
         "Largest STOW-RS request body, in bytes; a larger one is answered 413. "
         "Example: `max_request_bytes = 1073741824` (1 GiB).",
+    ),
+    Spec(
         "ingest.max_upload_bytes",
         int,
         64 << 30,
@@ -268,6 +275,8 @@ SPECS: tuple[Spec, ...] = (
         "bounded by max_instance_bytes instead). Example: "
         "`max_element_bytes = 1048576` (1 MiB).",
         _positive,
+    ),
+    Spec(
         "replication.poll_seconds",
         float,
         0.2,
@@ -300,6 +309,69 @@ SPECS: tuple[Spec, ...] = (
         "missing objects from a replica region); 0 turns the scrub off. "
         "Example: `scrub_interval_seconds = 86400`.",
         lambda v: None if v >= 0 else "must be 0 (off) or more",
+    ),
+    Spec(
+        "debug.pause_move_at",
+        str,
+        "",
+        "For crash tests only: a study move stops for good at this named step "
+        "(`copying`, `copied`, `switched`, `deleting`) after logging "
+        "`event=move.paused`, so a test can kill the server there. Empty (the "
+        'default) never pauses. Example: `pause_move_at = "switched"`.',
+        _one_of("", "copying", "copied", "switched", "deleting"),
+    ),
+    Spec(
+        "lifecycle.max_share",
+        float,
+        0.10,
+        "The guard: a lifecycle run that would move more than this share of "
+        "the archive's bytes stops, says what it would have done, and waits for "
+        "an explicit confirmation (`dicomvault tier apply --confirm`). It "
+        "cannot be switched off; 1.0 allows anything up to the whole archive. "
+        "Example: `max_share = 0.05`.",
+        lambda v: None if 0 < v <= 1 else "must be above 0 and at most 1",
+    ),
+    Spec(
+        "lifecycle.interval_seconds",
+        float,
+        0.0,
+        "How often the server's scheduler applies the lifecycle rules; 0 (the "
+        "default) runs them only on request. A scheduled run never confirms: "
+        "it stops at the guard. Example: `interval_seconds = 3600`.",
+        lambda v: None if v >= 0 else "must be 0 or more",
+    ),
+    Spec(
+        "retention.grace_days",
+        float,
+        30.0,
+        "Days between marking an instance deleted (invisible at once) and the "
+        "purge that removes its objects from every tier; until then it can be "
+        "restored. Example: `grace_days = 7`.",
+        lambda v: None if v >= 0 else "must be 0 or more",
+    ),
+    Spec(
+        "lifecycle.promote_from",
+        str,
+        "",
+        "Comma-separated tiers whose reads move the study back to "
+        "`lifecycle.promote_to` in the background; empty (the default) "
+        'promotes nothing. Example: `promote_from = "cold"`.',
+    ),
+    Spec(
+        "lifecycle.promote_to",
+        str,
+        "hot",
+        "The tier promoted and prefetched studies go to. Example: "
+        '`promote_to = "hot"`.',
+    ),
+    Spec(
+        "lifecycle.prefetch_priors",
+        int,
+        0,
+        "When a study is read, warm this many earlier studies of the same "
+        "patient (by StudyDate) to `lifecycle.promote_to` in the background; "
+        "0 (the default) prefetches nothing. Example: `prefetch_priors = 2`.",
+        lambda v: None if v >= 0 else "must be 0 or more",
     ),
 )
 SPEC_BY_KEY: Mapping[str, Spec] = MappingProxyType({s.key: s for s in SPECS})
@@ -498,7 +570,17 @@ def load_settings(
     data_dir = Path(values["server.data_dir"]).resolve()
     tiers = _tiers(tier_table, data_dir, str(config_file)) if tier_table else {}
     if not tiers:
-        tiers = {"hot": TierSettings("hot", str(data_dir / "tiers" / "hot"))}
+        tiers = {
+            name: TierSettings(name, str(data_dir / "tiers" / name), {}, level)
+            for name, level in DEFAULT_TIER_LEVELS.items()
+        }
+    for key in ("lifecycle.promote_to", "lifecycle.promote_from"):
+        for name in filter(None, values[key].split(",")):
+            if name.strip() not in tiers:
+                raise ConfigError(
+                    f"setting {key}: {name.strip()!r} is not a configured tier "
+                    f"({', '.join(tiers)})"
+                )
     if values["storage.default_tier"] not in tiers:
         raise ConfigError(
             f"setting storage.default_tier: {values['storage.default_tier']!r} is not "
@@ -535,10 +617,23 @@ def check_security(values: Mapping[str, Any]) -> None:
         A key file is missing, TLS is half configured, or the server would
         listen on a non-loopback address without authentication.
     """
-    files = (
-        "security.jwt_key_file",
-        "security.tls_cert_file",
-        "security.tls_key_file",
+    files = ((),)
+    (
+        Spec(
+            "security.jwt_key_file",
+        ),
+    )
+    (
+        Spec(
+            "security.tls_cert_file",
+        ),
+    )
+    (
+        Spec(
+            "security.tls_key_file",
+        ),
+    )
+    Spec(
         "security.tls_client_ca_file",
     )
     for key in files:

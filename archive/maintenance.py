@@ -25,6 +25,7 @@ from dicomvault.archive import logkeys as lk
 from dicomvault.archive.errors import IntegrityError
 from dicomvault.archive.index import Index
 from dicomvault.archive.index.catalog import InstanceRecord, VersionRecord
+from dicomvault.archive.index.moves import MoveJournal
 from dicomvault.archive.manifest import MANIFEST_NAME, STUDIES_ROOT, Manifest
 from dicomvault.tiers import ObjectKey, ObjectNotFoundError, Tier, make_key
 from dicomvault.tiers.local import TMP_PREFIX
@@ -165,6 +166,17 @@ def catch_up(index: Index, tiers: dict[str, Tier]) -> int:
             continue  # the audit table catches up on its own (archive.audit)
         if change["type"] == "index.rebuilt":
             _refill_metadata(index, tiers, change["seq"])
+        elif change["type"] == "instances.deleted":
+            index.metadata.remove_instances(change["sop_instance_uids"], change["seq"])
+        elif change["type"] == "instances.restored":
+            for sop_uid in change["sop_instance_uids"]:
+                record = index.catalog.get(sop_uid)
+                if record is not None:
+                    version = record.current_version
+                    manifest = _read_manifest(tiers[version.tier], version.prefix)
+                    index.metadata.apply(manifest, version.tier, change["seq"])
+        elif change["type"] == lk.STUDY_MOVED:
+            _reindex_study(index, tiers, change["study_uid"], change["seq"])
         elif change["type"] == "instance.stored":
             tier = tiers[change["tier"]]
             record = index.catalog.get(change["sop_instance_uid"])
@@ -176,6 +188,20 @@ def catch_up(index: Index, tiers: dict[str, Tier]) -> int:
     if count:
         lk.log_event(logger, lk.INDEX_REPLAYED, **{lk.COUNT: count})
     return count
+
+
+def _reindex_study(
+    index: Index, tiers: dict[str, Tier], study_uid: str, seq: int
+) -> None:
+    # A study moved: its metadata rows name the tier, so they are rewritten
+    # from the current manifests wherever they now live.
+    for _series, sop_uid in index.catalog.study_members(study_uid):
+        record = index.catalog.get(sop_uid)
+        if record is not None:
+            version = record.current_version
+            manifest = _read_manifest(tiers[version.tier], version.prefix)
+            index.metadata.enqueue(manifest, version.tier, seq)
+    index.metadata.flush(seq)
 
 
 def _refill_metadata(index: Index, tiers: dict[str, Tier], seq: int) -> None:
@@ -245,6 +271,13 @@ def verify(
             report.instances_checked += 1
             _verify_version(tiers[version.tier], version, report)
     open_prefixes = {(i["tier"], i["prefix"]) for i in index.catalog.intents().values()}
+    # Objects of a move in progress are not leftovers: both copies count
+    # until the mover has switched the catalog and removed the source.
+    for move in MoveJournal(index.catalog).open_moves().values():
+        for versions in move["versions"].values():
+            for entry in versions.values():
+                open_prefixes.add((move["target"], entry["prefix"]))
+                open_prefixes.add((entry["source"], entry["prefix"]))
 
     for name, tier in tiers.items():
         by_prefix: dict[str, list[ObjectKey]] = defaultdict(list)

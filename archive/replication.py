@@ -296,6 +296,49 @@ def _apply_moved(
     return total
 
 
+def _apply_versions_moved(
+    primary: dict[str, Tier], replica: dict[str, Tier], change: dict[str, Any]
+) -> Applied:
+    # A study move lists each version with the tier it left; the replica
+    # copies into the new tier first, then drops the old copy.
+    if "versions" not in change:
+        return _apply_moved(primary, replica, change)
+    to_tier = change["to_tier"]
+    total = Applied()
+    for version in change["versions"]:
+        done = copy_version(primary[to_tier], replica[to_tier], version["prefix"])
+        total = Applied(total.objects + done.objects, total.bytes + done.bytes)
+        if version["from_tier"] != to_tier:
+            delete_prefix(
+                replica[version["from_tier"]],
+                version["prefix"],
+                change.get("_region", ""),
+                "moved",
+            )
+    return total
+
+
+def _apply_versions_deleted(
+    primary: dict[str, Tier], replica: dict[str, Tier], change: dict[str, Any]
+) -> Applied:
+    # Marked or purged instances leave every replica tier at once, so a drill
+    # from a replica cannot bring back what was deleted.
+    prefixes = [v["prefix"] for v in change.get("versions", [])]
+    return _apply_deleted(primary, replica, {**change, "prefixes": prefixes})
+
+
+def _apply_versions_restored(
+    primary: dict[str, Tier], replica: dict[str, Tier], change: dict[str, Any]
+) -> Applied:
+    total = Applied()
+    for version in change.get("versions", []):
+        done = copy_version(
+            primary[version["tier"]], replica[version["tier"]], version["prefix"]
+        )
+        total = Applied(total.objects + done.objects, total.bytes + done.bytes)
+    return total
+
+
 def _apply_nothing(
     primary: dict[str, Tier], replica: dict[str, Tier], change: dict[str, Any]
 ) -> Applied:
@@ -306,13 +349,18 @@ HANDLERS: dict[str, Handler] = {
     "instance.stored": _apply_stored,
     "instance.restored": _apply_stored,
     "study.restored": _apply_moved,
-    "study.moved": _apply_moved,
+    "study.moved": _apply_versions_moved,
+    "instances.deleted": _apply_versions_deleted,
+    "instances.purged": _apply_versions_deleted,
+    "instances.restored": _apply_versions_restored,
     "instance.deleted": _apply_deleted,
     "study.deleted": _apply_deleted,
     "instance.purged": _apply_deleted,
     "study.purged": _apply_deleted,
     # The index is derived data: a rebuild changes no object.
     "index.rebuilt": _apply_nothing,
+    # Audit events are copied with the change log itself, not as objects.
+    "audit.recorded": _apply_nothing,
 }
 
 

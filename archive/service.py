@@ -8,6 +8,7 @@ in memory.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 import threading
@@ -16,7 +17,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dicomvault.archive import auth, maintenance, search, sql, transcode, wado
+from dicomvault.archive import (
+    auth,
+    lifecycle,
+    maintenance,
+    retention,
+    search,
+    sql,
+    transcode,
+    wado,
+)
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive.audit import AuditLog, reads_audit_table
 from dicomvault.archive.auth import Principal, authorize
@@ -28,11 +38,15 @@ from dicomvault.archive.errors import (
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
+    RefusedError,
     TruncatedUploadError,
 )
 from dicomvault.archive.index import Index, InstanceRecord
+from dicomvault.archive.index.deletions import DeletionJournal
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
 from dicomvault.archive.input_limits import InputLimits, check_header
+from dicomvault.archive.mover import MoveOutcome, Mover, TierStatus
+from dicomvault.archive.promotion import Warmer
 from dicomvault.archive.retrieve import FrameOut, Reader
 from dicomvault.archive.sql import SqlBatch
 from dicomvault.archive.uids import check_uid
@@ -40,6 +54,8 @@ from dicomvault.codecs import Sha256Stream
 from dicomvault.tiers import Tier, open_tier
 
 logger = logging.getLogger(__name__)
+
+ACCESS_GRANULARITY = dt.timedelta(hours=1)
 
 
 class Upload:
@@ -130,6 +146,7 @@ class Archive:
         index = Index.open(data_dir / "index")
         archive = cls(settings, tiers, index)
         maintenance.recover(index, tiers)
+        archive.recover_moves()
         return archive
 
     def close(self) -> None:
@@ -192,6 +209,7 @@ class Archive:
     ) -> tuple[InstanceRecord, Iterator[bytes]]:
         """The record and a verified byte stream of one instance."""
         record = self.record(sop_uid)
+        self._after_read(record)
         return record, self.reader.stream(record, version)
 
     def frames(
@@ -199,6 +217,7 @@ class Archive:
     ) -> Iterator[FrameOut]:
         """Frames of one instance (1-based numbers; empty for all)."""
         record = self.record(sop_uid)
+        self._after_read(record)
         return self.reader.frames(  # type: ignore[no-any-return]
             record, version, numbers, decode
         )
@@ -462,6 +481,429 @@ class Archive:
         if repaired:
             self.reader = Reader(self.reader.tiers, self.reader.chunk_bytes)
         return repaired  # type: ignore[no-any-return]
+
+    # -- tiers ------------------------------------------------------------------
+
+    def _mover(self) -> Mover:
+        mover: Mover | None = getattr(self, "_mover_instance", None)
+        if mover is None:
+            mover = Mover(
+                self.tiers,
+                self.index,
+                self.spool_dir,
+                {name: t.zstd_level for name, t in self.settings.tiers.items()},
+                self.reader,
+                self.settings.get("debug.pause_move_at"),
+            )
+            self._mover_instance = mover
+        return mover
+
+    def recover_moves(self) -> int:
+        """Resolve study moves a crash interrupted; see :meth:`Mover.recover`."""
+        return self._mover().recover()  # type: ignore[no-any-return]
+
+    def move_study(self, study_uid: str, target: str) -> MoveOutcome:
+        """Move a study to another tier; see :meth:`Mover.move_study`."""
+        check_uid(study_uid, "StudyInstanceUID")
+        return self._mover().move_study(study_uid, target)
+
+    def tier_status(self) -> TierStatus:
+        """Per-tier figures and open or failed moves; see :meth:`Mover.status`."""
+        return self._mover().status()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def _policies(self) -> lifecycle.PolicyStore:
+        store: lifecycle.PolicyStore | None = getattr(self, "_policy_store", None)
+        if store is None:
+            store = lifecycle.PolicyStore(self.index)
+            self._policy_store = store
+        return store
+
+    def get_policy(self) -> lifecycle.Policy:
+        """The lifecycle rule set in force."""
+        return self._policies().current(list(self.tiers))
+
+    def set_policy(self, text: str) -> lifecycle.Policy:
+        """Replace the whole lifecycle rule set (validated first).
+
+        Raises
+        ------
+        PolicyError
+            The rules are malformed; the rule set in force stays.
+        """
+        policy = self._policies().replace(text, list(self.tiers))
+        lk.log_event(
+            logger,
+            lk.POLICY_SET,
+            **{lk.VERSION: policy.version, lk.COUNT: len(policy.rules)},
+        )
+        return policy
+
+    def note_access(self, study_uid: str, now: dt.datetime | None = None) -> None:
+        """Record a read of a study, for ``not_read_for`` rules.
+
+        At most one durable write per study and hour: rules count in days,
+        and a write per retrieval would cost an fsync each.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        noted: dict[str, dt.datetime] = self.__dict__.setdefault("_access_noted", {})
+        last = noted.get(study_uid)
+        if last is not None and abs(now - last) < ACCESS_GRANULARITY:
+            return
+        noted[study_uid] = now
+        self._policies().note_access(study_uid, now)
+
+    def plan_lifecycle(self, now: dt.datetime | None = None) -> lifecycle.Plan:
+        """What a lifecycle run at ``now`` would move; changes nothing."""
+        store = self._policies()
+        facts = lifecycle.study_facts(self.index, store.last_access())
+        return lifecycle.plan_moves(
+            store.current(list(self.tiers)),
+            facts,
+            now or dt.datetime.now(dt.UTC),
+            self.settings.get("lifecycle.max_share"),
+        )
+
+    def apply_lifecycle(
+        self, now: dt.datetime | None = None, confirm: bool = False
+    ) -> tuple[lifecycle.Plan, list[MoveOutcome], list[tuple[str, str]]]:
+        """Carry out the lifecycle plan at ``now``, one study at a time.
+
+        Changes stored data: studies move between tiers (see
+        :meth:`move_study`). A failed move is reported and the run goes on.
+
+        Returns
+        -------
+        tuple
+            The plan, the moves done, and (study UID, error) of failed moves.
+
+        Raises
+        ------
+        RefusedError
+            The plan moves more than ``lifecycle.max_share`` of the archive
+            and ``confirm`` is false; nothing was moved.
+        """
+        plan = self.plan_lifecycle(now)
+        if plan.needs_confirmation and not confirm:
+            raise RefusedError(
+                f"lifecycle run stopped by the guard: it would move "
+                f"{len(plan.moves)} studies, {plan.bytes} bytes, "
+                f"{plan.share:.1%} of the archive, above lifecycle.max_share "
+                f"({plan.max_share:.1%}); nothing was moved. Check the plan with "
+                "`dicomvault tier apply --dry-run`, then run it with --confirm"
+            )
+        done, failed = [], []
+        for move in plan.moves:
+            try:
+                done.append(self.move_study(move.study_uid, move.to_tier))
+            except DicomVaultError as err:
+                failed.append((move.study_uid, str(err)))
+        return plan, done, failed
+
+    # -- deletion and legal holds -------------------------------------------------
+
+    def _deletions(self) -> DeletionJournal:
+        journal: DeletionJournal | None = getattr(self, "_deletion_journal", None)
+        if journal is None:
+            journal = DeletionJournal(self.index.catalog)
+            self._deletion_journal = journal
+        return journal
+
+    def _patient_id(self, study_uid: str) -> str | None:
+        row = (
+            self.index.metadata.cursor()
+            .execute("SELECT patient_id FROM studies WHERE study_uid = ?", [study_uid])
+            .fetchone()
+        )
+        return str(row[0]) if row and row[0] else None
+
+    def _hold_on(self, study_uid: str) -> dict[str, Any] | None:
+        journal = self._deletions()
+        hold = journal.hold_on("study", study_uid)
+        patient_id = self._patient_id(study_uid)
+        if hold is None and patient_id is not None:
+            hold = journal.hold_on("patient", patient_id)
+        return hold  # type: ignore[no-any-return]
+
+    def add_hold(self, kind: str, value: str, reason: str = "") -> None:
+        """Put a study (``kind="study"``) or patient (``"patient"``) under hold.
+
+        A held study is never deleted nor purged, whatever the rules say.
+        """
+        if kind not in ("study", "patient"):
+            raise InvalidInputError(
+                f"legal hold kind {kind!r} is unknown; use 'study' or 'patient'"
+            )
+        self._deletions().add_hold(kind, value, reason, dt.datetime.now(dt.UTC))
+        lk.log_event(logger, lk.HOLD_ADDED, **{"kind": kind, lk.REASON: reason})
+
+    def remove_hold(self, kind: str, value: str) -> None:
+        """Lift a legal hold.
+
+        Raises
+        ------
+        NotFoundError
+            There is no such hold.
+        """
+        if not self._deletions().remove_hold(kind, value):
+            raise NotFoundError(f"no legal hold on {kind} {value}")
+        lk.log_event(logger, lk.HOLD_REMOVED, **{"kind": kind})
+
+    def list_holds(self) -> list[dict[str, Any]]:
+        """Every legal hold in force."""
+        return self._deletions().holds()  # type: ignore[no-any-return]
+
+    def _members(
+        self, level: str, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> list[str]:
+        members = self.index.catalog.study_members(study_uid)
+        if level == "STUDY":
+            return [sop for _series, sop in members]
+        if level == "SERIES":
+            return [sop for series, sop in members if series == series_uid]
+        if level == "INSTANCE":
+            return [sop for _series, sop in members if sop == sop_uid]
+        raise InvalidInputError(
+            f"deletion level {level!r} is unknown; use STUDY, SERIES or INSTANCE"
+        )
+
+    def delete(
+        self,
+        level: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        reason: str = "",
+    ) -> int:
+        """Mark a study, series or instance deleted; return how many instances.
+
+        Changes stored data: the instances disappear from retrieval, search
+        and SQL at once; their objects stay until :meth:`purge_due` runs
+        after ``retention.grace_days``, and :meth:`restore` brings them back
+        until then.
+
+        Raises
+        ------
+        RefusedError
+            The study or its patient is under legal hold; nothing changed.
+        NotFoundError
+            Nothing stored matches.
+        """
+        check_uid(study_uid, "StudyInstanceUID")
+        hold = self._hold_on(study_uid)
+        if hold is not None:
+            raise RefusedError(
+                f"study {study_uid} is under legal hold ({hold['kind']} hold, "
+                f"reason: {hold['reason'] or 'none given'}); nothing was deleted. "
+                "Lift it with `dicomvault hold remove` first"
+            )
+        sops = self._members(level, study_uid, series_uid, sop_uid)
+        if not sops:
+            raise NotFoundError(
+                f"nothing stored at level {level} for study {study_uid}"
+                + (f", series {series_uid}" if series_uid else "")
+                + (f", instance {sop_uid}" if sop_uid else "")
+            )
+
+        with self.index._order:
+            seq, records = self._deletions().mark(
+                sops, reason, dt.datetime.now(dt.UTC), self._patient_id(study_uid) or ""
+            )
+            self.index.metadata.remove_instances(sops, seq)
+        lk.log_event(
+            logger,
+            lk.INSTANCES_DELETED,
+            **{
+                lk.STUDY_UID: study_uid,
+                "level": level,
+                lk.COUNT: len(records),
+                lk.BYTES: sum(v.size for r in records for v in r.versions.values()),
+                lk.TIER: ",".join(
+                    sorted({v.tier for r in records for v in r.versions.values()})
+                ),
+                lk.REASON: reason,
+            },
+        )
+        return len(records)
+
+    def restore(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> int:
+        """Bring back marked instances not yet purged; return how many.
+
+        Raises
+        ------
+        NotFoundError
+            Nothing marked matches (never marked, or already purged).
+        """
+        sops = [
+            sop
+            for sop, (record, *_rest) in self._deletions().marked().items()
+            if record.study_uid == study_uid
+            and (series_uid is None or record.series_uid == series_uid)
+            and (sop_uid is None or sop == sop_uid)
+        ]
+        if not sops:
+            raise NotFoundError(
+                f"nothing marked deleted in study {study_uid} (never deleted, "
+                "or already purged)"
+            )
+        with self.index._order:
+            seq, records = self._deletions().restore(sops)
+            for record in records:
+                version = record.current_version
+                manifest = self.reader.manifest(version)
+                self.index.metadata.enqueue(manifest, version.tier, seq)
+        self.index.metadata.flush(seq)
+        lk.log_event(
+            logger,
+            lk.INSTANCES_RESTORED,
+            **{lk.STUDY_UID: study_uid, lk.COUNT: len(records)},
+        )
+        return len(records)
+
+    def purge_due(self, now: dt.datetime | None = None) -> int:
+        """Remove for good what was marked more than the grace period ago.
+
+        Changes stored data: every object of every version of each due
+        instance is deleted from its tier (manifest first) and its mark is
+        dropped; nothing of it is left in any tier or index. Held studies
+        are skipped. Returns the number of instances purged.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        grace = dt.timedelta(days=self.settings.get("retention.grace_days"))
+        journal = self._deletions()
+        by_study: dict[str, list[InstanceRecord]] = {}
+        for record, when, _why, patient_id in journal.marked().values():
+            held = journal.hold_on("study", record.study_uid) or (
+                patient_id and journal.hold_on("patient", patient_id)
+            )
+            if not held and now - when >= grace:
+                by_study.setdefault(record.study_uid, []).append(record)
+
+        purged = 0
+        for study_uid, records in by_study.items():
+            objects = size = 0
+            tiers: set[str] = set()
+            for record in records:
+                live = self.index.catalog.get(record.sop_instance_uid)
+                live_prefixes = (
+                    {(v.tier, v.prefix) for v in live.versions.values()}
+                    if live
+                    else set()
+                )
+                for version in record.versions.values():
+                    if (version.tier, version.prefix) in live_prefixes:
+                        continue
+                    tier = self.tiers[version.tier]
+                    keys = sorted(
+                        tier.list(version.prefix),
+                        key=lambda k: not k.endswith("manifest.json"),
+                    )
+                    for key in keys:
+                        tier.delete(key)
+                    objects += len(keys)
+                    size += version.size
+                    tiers.add(version.tier)
+                journal.forget(record)
+                purged += 1
+            lk.log_event(
+                logger,
+                lk.STUDY_PURGED,
+                **{
+                    lk.STUDY_UID: study_uid,
+                    lk.TIER: ",".join(sorted(tiers)),
+                    lk.COUNT: len(records),
+                    lk.OBJECTS: objects,
+                    lk.BYTES: size,
+                },
+            )
+        return purged
+
+    # -- retention ------------------------------------------------------------------
+
+    def set_retention(self, text: str) -> tuple[retention.RetentionRule, ...]:
+        """Replace the retention rules as a whole (validated first)."""
+        rules = retention.store_rules(self.index.catalog.env, text)
+        lk.log_event(
+            logger, lk.POLICY_SET, **{"kind": "retention", lk.COUNT: len(rules)}
+        )
+        return rules  # type: ignore[no-any-return]
+
+    def retention_preview(
+        self, now: dt.datetime | None = None
+    ) -> list[retention.DueStudy]:
+        """The studies the retention rules would delete at ``now``; changes nothing."""
+        facts = lifecycle.study_facts(self.index, {})
+        return retention.plan_retention(  # type: ignore[no-any-return]
+            retention.load_rules(self.index.catalog.env),
+            facts,
+            now or dt.datetime.now(dt.UTC),
+            lambda study_uid: self._hold_on(study_uid) is not None,
+        )
+
+    def apply_retention(
+        self, now: dt.datetime | None = None, confirm: bool = False
+    ) -> list[retention.DueStudy]:
+        """Mark deleted every due study not under hold; return those marked.
+
+        Changes stored data: see :meth:`delete` (restorable until the purge).
+
+        Raises
+        ------
+        RefusedError
+            The run would delete more than ``lifecycle.max_share`` of the
+            archive's bytes and ``confirm`` is false; nothing was deleted.
+        """
+        due = [d for d in self.retention_preview(now) if not d.held]
+        total = sum(u.bytes for u in self.tier_status().tiers)
+        share = sum(d.bytes for d in due) / total if total else 0.0
+        limit = self.settings.get("lifecycle.max_share")
+        if share > limit and not confirm:
+            raise RefusedError(
+                f"retention run stopped by the guard: it would delete {len(due)} "
+                f"studies, {share:.1%} of the archive, above lifecycle.max_share "
+                f"({limit:.1%}); nothing was deleted. Check the list with "
+                "`dicomvault retention preview`, then run it with --confirm"
+            )
+        for study in due:
+            self.delete("STUDY", study.study_uid, reason=f"retention rule {study.rule}")
+        return due
+
+    # -- warming on read ----------------------------------------------------------
+
+    def _warmer(self) -> Warmer | None:
+        warmer: Warmer | None = getattr(self, "_warmer_instance", None)
+        promote_from = {
+            t.strip() for t in self.settings.get("lifecycle.promote_from").split(",")
+        } - {""}
+        priors = self.settings.get("lifecycle.prefetch_priors")
+        if warmer is None and (promote_from or priors):
+            warmer = Warmer(
+                self.move_study,
+                self.index,
+                promote_from,
+                self.settings.get("lifecycle.promote_to"),
+                priors,
+            )
+            self._warmer_instance = warmer
+        return warmer
+
+    def _after_read(self, record: InstanceRecord) -> None:
+        self.note_access(record.study_uid)
+        warmer = self._warmer()
+        if warmer is not None:
+            warmer.on_read(record.study_uid, record.current_version.tier)
+
+    def wait_warming(self) -> None:
+        """Return once queued promotions and prefetches have been tried."""
+        warmer = self._warmer()
+        if warmer is not None:
+            warmer.wait_idle()
 
 
 _AUDIT_OPEN = threading.Lock()

@@ -24,25 +24,26 @@ _sym_db = _symbol_database.Default()
 
 from dicomvault.proto import deid_pb2 as dicomvault_dot_proto_dot_deid__pb2
 from dicomvault.proto import replication_pb2 as dicomvault_dot_proto_dot_replication__pb2
+from dicomvault.proto import lifecycle_pb2 as dicomvault_dot_proto_dot_lifecycle__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64icomvault/proto/admin.proto\x12\rdicomvault.v1\x1a\x1b\x64icomvault/proto/deid.proto\x1a\"dicomvault/proto/replication.proto\"\x15\n\x13RebuildIndexRequest\"K\n\x14RebuildIndexResponse\x12\x11\n\tinstances\x18\x01 \x01(\x04\x12\x0f\n\x07studies\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\x1f\n\rVerifyRequest\x12\x0e\n\x06repair\x18\x01 \x01(\x08\"Z\n\rVerifyProblem\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x10\n\x08repaired\x18\x05 \x01(\x08\"\x8b\x01\n\x0eVerifyResponse\x12\x19\n\x11instances_checked\x18\x01 \x01(\x04\x12\x17\n\x0fobjects_checked\x18\x02 \x01(\x04\x12\x15\n\rbytes_checked\x18\x03 \x01(\x04\x12.\n\x08problems\x18\x04 \x03(\x0b\x32\x1c.dicomvault.v1.VerifyProblem2\xf1\x02\n\x05\x41\x64min\x12W\n\x0cRebuildIndex\x12\".dicomvault.v1.RebuildIndexRequest\x1a#.dicomvault.v1.RebuildIndexResponse\x12\x45\n\x06Verify\x12\x1c.dicomvault.v1.VerifyRequest\x1a\x1d.dicomvault.v1.VerifyResponse\x12`\n\x0f\x44\x65identifyStudy\x12%.dicomvault.v1.DeidentifyStudyRequest\x1a&.dicomvault.v1.DeidentifyStudyResponse\x12\x66\n\x11ReplicationStatus\x12\'.dicomvault.v1.ReplicationStatusRequest\x1a(.dicomvault.v1.ReplicationStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64icomvault/proto/admin.proto\x12\rdicomvault.v1\x1a\x1b\x64icomvault/proto/deid.proto\x1a\"dicomvault/proto/replication.proto\x1a dicomvault/proto/lifecycle.proto\"\x15\n\x13RebuildIndexRequest\"K\n\x14RebuildIndexResponse\x12\x11\n\tinstances\x18\x01 \x01(\x04\x12\x0f\n\x07studies\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\x1f\n\rVerifyRequest\x12\x0e\n\x06repair\x18\x01 \x01(\x08\"Z\n\rVerifyProblem\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x10\n\x08repaired\x18\x05 \x01(\x08\"\x8b\x01\n\x0eVerifyResponse\x12\x19\n\x11instances_checked\x18\x01 \x01(\x04\x12\x17\n\x0fobjects_checked\x18\x02 \x01(\x04\x12\x15\n\rbytes_checked\x18\x03 \x01(\x04\x12.\n\x08problems\x18\x04 \x03(\x0b\x32\x1c.dicomvault.v1.VerifyProblem2\xca\n\n\x05\x41\x64min\x12W\n\x0cRebuildIndex\x12\".dicomvault.v1.RebuildIndexRequest\x1a#.dicomvault.v1.RebuildIndexResponse\x12\x45\n\x06Verify\x12\x1c.dicomvault.v1.VerifyRequest\x1a\x1d.dicomvault.v1.VerifyResponse\x12`\n\x0f\x44\x65identifyStudy\x12%.dicomvault.v1.DeidentifyStudyRequest\x1a&.dicomvault.v1.DeidentifyStudyResponse\x12\x66\n\x11ReplicationStatus\x12\'.dicomvault.v1.ReplicationStatusRequest\x1a(.dicomvault.v1.ReplicationStatusResponse\x12N\n\tMoveStudy\x12\x1f.dicomvault.v1.MoveStudyRequest\x1a .dicomvault.v1.MoveStudyResponse\x12Q\n\nTierStatus\x12 .dicomvault.v1.TierStatusRequest\x1a!.dicomvault.v1.TierStatusResponse\x12K\n\tGetPolicy\x12\x1f.dicomvault.v1.GetPolicyRequest\x1a\x1d.dicomvault.v1.PolicyResponse\x12K\n\tSetPolicy\x12\x1f.dicomvault.v1.SetPolicyRequest\x1a\x1d.dicomvault.v1.PolicyResponse\x12T\n\x0b\x41pplyPolicy\x12!.dicomvault.v1.ApplyPolicyRequest\x1a\".dicomvault.v1.ApplyPolicyResponse\x12X\n\x0cSetRetention\x12\x1f.dicomvault.v1.SetPolicyRequest\x1a\'.dicomvault.v1.RetentionPreviewResponse\x12\x63\n\x10PreviewRetention\x12&.dicomvault.v1.RetentionPreviewRequest\x1a\'.dicomvault.v1.RetentionPreviewResponse\x12\x46\n\x07\x41\x64\x64Hold\x12\x1a.dicomvault.v1.HoldRequest\x1a\x1f.dicomvault.v1.HoldListResponse\x12I\n\nRemoveHold\x12\x1a.dicomvault.v1.HoldRequest\x1a\x1f.dicomvault.v1.HoldListResponse\x12M\n\tListHolds\x12\x1f.dicomvault.v1.ListHoldsRequest\x1a\x1f.dicomvault.v1.HoldListResponse\x12\\\n\x0e\x41pplyRetention\x12!.dicomvault.v1.ApplyPolicyRequest\x1a\'.dicomvault.v1.RetentionPreviewResponse\x12\x45\n\x08PurgeDue\x12\x1b.dicomvault.v1.PurgeRequest\x1a\x1c.dicomvault.v1.PurgeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dicomvault.proto.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REBUILDINDEXREQUEST']._serialized_start=112
-  _globals['_REBUILDINDEXREQUEST']._serialized_end=133
-  _globals['_REBUILDINDEXRESPONSE']._serialized_start=135
-  _globals['_REBUILDINDEXRESPONSE']._serialized_end=210
-  _globals['_VERIFYREQUEST']._serialized_start=212
-  _globals['_VERIFYREQUEST']._serialized_end=243
-  _globals['_VERIFYPROBLEM']._serialized_start=245
-  _globals['_VERIFYPROBLEM']._serialized_end=335
-  _globals['_VERIFYRESPONSE']._serialized_start=338
-  _globals['_VERIFYRESPONSE']._serialized_end=477
-  _globals['_ADMIN']._serialized_start=480
-  _globals['_ADMIN']._serialized_end=849
+  _globals['_REBUILDINDEXREQUEST']._serialized_start=146
+  _globals['_REBUILDINDEXREQUEST']._serialized_end=167
+  _globals['_REBUILDINDEXRESPONSE']._serialized_start=169
+  _globals['_REBUILDINDEXRESPONSE']._serialized_end=244
+  _globals['_VERIFYREQUEST']._serialized_start=246
+  _globals['_VERIFYREQUEST']._serialized_end=277
+  _globals['_VERIFYPROBLEM']._serialized_start=279
+  _globals['_VERIFYPROBLEM']._serialized_end=369
+  _globals['_VERIFYRESPONSE']._serialized_start=372
+  _globals['_VERIFYRESPONSE']._serialized_end=511
+  _globals['_ADMIN']._serialized_start=514
+  _globals['_ADMIN']._serialized_end=1868
 # @@protoc_insertion_point(module_scope)

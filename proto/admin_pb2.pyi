@@ -1,5 +1,6 @@
 from dicomvault.proto import deid_pb2 as _deid_pb2
 from dicomvault.proto import replication_pb2 as _replication_pb2
+from dicomvault.proto import lifecycle_pb2 as _lifecycle_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

@@ -5,6 +5,7 @@ import warnings
 
 from dicomvault.proto import admin_pb2 as dicomvault_dot_proto_dot_admin__pb2
 from dicomvault.proto import deid_pb2 as dicomvault_dot_proto_dot_deid__pb2
+from dicomvault.proto import lifecycle_pb2 as dicomvault_dot_proto_dot_lifecycle__pb2
 from dicomvault.proto import replication_pb2 as dicomvault_dot_proto_dot_replication__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -56,6 +57,66 @@ class AdminStub:
                 request_serializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.FromString,
                 _registered_method=True)
+        self.MoveStudy = channel.unary_unary(
+                '/dicomvault.v1.Admin/MoveStudy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyResponse.FromString,
+                _registered_method=True)
+        self.TierStatus = channel.unary_unary(
+                '/dicomvault.v1.Admin/TierStatus',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/dicomvault.v1.Admin/GetPolicy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/dicomvault.v1.Admin/SetPolicy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.ApplyPolicy = channel.unary_unary(
+                '/dicomvault.v1.Admin/ApplyPolicy',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.FromString,
+                _registered_method=True)
+        self.SetRetention = channel.unary_unary(
+                '/dicomvault.v1.Admin/SetRetention',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+                _registered_method=True)
+        self.PreviewRetention = channel.unary_unary(
+                '/dicomvault.v1.Admin/PreviewRetention',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+                _registered_method=True)
+        self.AddHold = channel.unary_unary(
+                '/dicomvault.v1.Admin/AddHold',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+                _registered_method=True)
+        self.RemoveHold = channel.unary_unary(
+                '/dicomvault.v1.Admin/RemoveHold',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+                _registered_method=True)
+        self.ListHolds = channel.unary_unary(
+                '/dicomvault.v1.Admin/ListHolds',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+                _registered_method=True)
+        self.ApplyRetention = channel.unary_unary(
+                '/dicomvault.v1.Admin/ApplyRetention',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+                _registered_method=True)
+        self.PurgeDue = channel.unary_unary(
+                '/dicomvault.v1.Admin/PurgeDue',
+                request_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -91,6 +152,91 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveStudy(self, request, context):
+        """Move every instance version of a study to another tier: copy, verify,
+        switch the index, delete the source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TierStatus(self, request, context):
+        """Per tier: studies, instances, bytes; pending and failed moves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """The lifecycle rule set in force.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Replace the whole lifecycle rule set; INVALID_ARGUMENT when malformed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyPolicy(self, request, context):
+        """Plan (dry run) or apply the lifecycle rules now; FAILED_PRECONDITION
+        when the run is above lifecycle.max_share and not confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRetention(self, request, context):
+        """Replace the retention rules as a whole; answers with the preview.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewRetention(self, request, context):
+        """The studies the retention rules would delete now; changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddHold(self, request, context):
+        """Legal holds on a study or a patient: held studies are never deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveHold(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHolds(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyRetention(self, request, context):
+        """Mark deleted every due study not under hold (restorable until the
+        purge); FAILED_PRECONDITION above lifecycle.max_share unless confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDue(self, request, context):
+        """Remove for good what was marked deleted more than retention.grace_days ago.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +259,66 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ReplicationStatus,
                     request_deserializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.SerializeToString,
+            ),
+            'MoveStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveStudy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyResponse.SerializeToString,
+            ),
+            'TierStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.TierStatus,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.GetPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.SerializeToString,
+            ),
+            'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicy,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.SerializeToString,
+            ),
+            'SetRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRetention,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.SerializeToString,
+            ),
+            'PreviewRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewRetention,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.SerializeToString,
+            ),
+            'AddHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddHold,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.SerializeToString,
+            ),
+            'RemoveHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveHold,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.SerializeToString,
+            ),
+            'ListHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHolds,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.SerializeToString,
+            ),
+            'ApplyRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyRetention,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.SerializeToString,
+            ),
+            'PurgeDue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDue,
+                    request_deserializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_lifecycle__pb2.PurgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +429,330 @@ class Admin:
             '/dicomvault.v1.Admin/ReplicationStatus',
             dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusRequest.SerializeToString,
             dicomvault_dot_proto_dot_replication__pb2.ReplicationStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/MoveStudy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.MoveStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TierStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/TierStatus',
+            dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.TierStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/GetPolicy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.GetPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/SetPolicy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ApplyPolicy',
+            dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/SetRetention',
+            dicomvault_dot_proto_dot_lifecycle__pb2.SetPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/PreviewRetention',
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/AddHold',
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/RemoveHold',
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ListHolds',
+            dicomvault_dot_proto_dot_lifecycle__pb2.ListHoldsRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.HoldListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/ApplyRetention',
+            dicomvault_dot_proto_dot_lifecycle__pb2.ApplyPolicyRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.RetentionPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Admin/PurgeDue',
+            dicomvault_dot_proto_dot_lifecycle__pb2.PurgeRequest.SerializeToString,
+            dicomvault_dot_proto_dot_lifecycle__pb2.PurgeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,7 +17,13 @@ from typing import Any
 
 import grpc
 
-from dicomvault.tools import cli_crypto, cli_deid, cli_replication
+from dicomvault.tools import (
+    cli_crypto,
+    cli_deid,
+    cli_replication,
+    cli_retention,
+    cli_tier,
+)
 from dicomvault.tools.client_security import add_connection_options
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -409,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_deid.register(sub)
     cli_crypto.register(sub)
     cli_replication.register(sub)
+    cli_tier.register(sub)
+    cli_retention.register(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ from dicomvault.proto import (
     archive_pb2,
     archive_pb2_grpc,
     common_pb2,
+    lifecycle_pb2,
     query_pb2,
     query_pb2_grpc,
 )
@@ -166,3 +167,55 @@ class Client:
 
     def verify(self, repair: bool) -> admin_pb2.VerifyResponse:
         return self.admin.Verify(admin_pb2.VerifyRequest(repair=repair))
+
+    def move_study(self, study_uid: str, to_tier: str) -> Any:
+        """Move a study to another tier (Admin.MoveStudy)."""
+        return self.admin.MoveStudy(
+            lifecycle_pb2.MoveStudyRequest(study_uid=study_uid, to_tier=to_tier)
+        )
+
+    def tier_status(self) -> Any:
+        """Per-tier figures and moves (Admin.TierStatus)."""
+        return self.admin.TierStatus(lifecycle_pb2.TierStatusRequest())
+
+    def get_policy(self) -> Any:
+        """The lifecycle rule set in force (Admin.GetPolicy)."""
+        return self.admin.GetPolicy(lifecycle_pb2.GetPolicyRequest())
+
+    def set_policy(self, text: str) -> Any:
+        """Replace the lifecycle rule set (Admin.SetPolicy)."""
+        return self.admin.SetPolicy(lifecycle_pb2.SetPolicyRequest(text=text))
+
+    def apply_policy(self, dry_run: bool, confirm: bool) -> Any:
+        """Plan or apply the lifecycle rules now (Admin.ApplyPolicy)."""
+        return self.admin.ApplyPolicy(
+            lifecycle_pb2.ApplyPolicyRequest(dry_run=dry_run, confirm=confirm)
+        )
+
+    def set_retention(self, text: str) -> Any:
+        """Replace the retention rules (Admin.SetRetention)."""
+        return self.admin.SetRetention(lifecycle_pb2.SetPolicyRequest(text=text))
+
+    def preview_retention(self) -> Any:
+        """Studies the retention rules would delete (Admin.PreviewRetention)."""
+        return self.admin.PreviewRetention(lifecycle_pb2.RetentionPreviewRequest())
+
+    def hold(
+        self, action: str, kind: str = "", value: str = "", reason: str = ""
+    ) -> Any:
+        """Add, remove or list legal holds (Admin.AddHold/RemoveHold/ListHolds)."""
+        if action == "list":
+            return self.admin.ListHolds(lifecycle_pb2.ListHoldsRequest())
+        request = lifecycle_pb2.HoldRequest(kind=kind, value=value, reason=reason)
+        call = self.admin.AddHold if action == "add" else self.admin.RemoveHold
+        return call(request)
+
+    def apply_retention(self, confirm: bool) -> Any:
+        """Mark due, unheld studies deleted (Admin.ApplyRetention)."""
+        return self.admin.ApplyRetention(
+            lifecycle_pb2.ApplyPolicyRequest(confirm=confirm)
+        )
+
+    def purge_due(self) -> Any:
+        """Purge what is past the grace period (Admin.PurgeDue)."""
+        return self.admin.PurgeDue(lifecycle_pb2.PurgeRequest())

@@ -18,8 +18,9 @@ PROTO_FILES = (
     "archive.proto",
     "query.proto",
     "deid.proto",
-    "admin.proto",
     "replication.proto",
+    "lifecycle.proto",
+    "admin.proto",
 )
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 

@@ -12,6 +12,7 @@ from dicomvault.archive import logkeys as lk
 from dicomvault.archive.api.grpc_server import build_server
 from dicomvault.archive.api.http_server import HttpServer
 from dicomvault.archive.config import Settings
+from dicomvault.archive.scheduler import LifecycleScheduler
 from dicomvault.archive.service import Archive
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def run_server(
         sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     server.start()
+    scheduler = LifecycleScheduler.start_for(archive)
     address = f"{host}:{port}"
     lk.log_event(
         logger,
@@ -78,6 +80,7 @@ def run_server(
             pass
     finally:
         http.stop()
+        scheduler.stop()
         server.stop(grace=5).wait()
         archive.stop_replication()
         archive.close()

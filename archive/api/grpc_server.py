@@ -387,7 +387,9 @@ def build_server(
     )
     archive_pb2_grpc.add_ArchiveServicer_to_server(ArchiveServicer(archive), server)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(archive), server)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(archive), server)
+    from dicomvault.archive.api.admin_tiers import TierAdminServicer
+
+    admin_pb2_grpc.add_AdminServicer_to_server(TierAdminServicer(archive), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [

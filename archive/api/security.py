@@ -91,6 +91,25 @@ RPC_RULES: dict[str, RpcRule] = {
         auth.ADMINISTER, au.INSTANCES_ACCESSED, "C"
     ),
     _name(*_ARCHIVE, "WatchChanges"): RpcRule(auth.SEARCH, au.QUERY, "E"),
+    **{
+        _name(*_ADMIN, rpc): RpcRule(auth.ADMINISTER, au.APPLICATION_ACTIVITY, "E")
+        for rpc in (
+            "MoveStudy",
+            "TierStatus",
+            "GetPolicy",
+            "SetPolicy",
+            "ApplyPolicy",
+            "SetRetention",
+            "PreviewRetention",
+            "AddHold",
+            "RemoveHold",
+            "ListHolds",
+        )
+    },
+    **{
+        _name(*_ADMIN, rpc): RpcRule(auth.DELETE, au.INSTANCES_ACCESSED, "D")
+        for rpc in ("ApplyRetention", "PurgeDue")
+    },
     _name(*_ADMIN, "ReplicationStatus"): RpcRule(
         auth.ADMINISTER, au.APPLICATION_ACTIVITY, "E"
     ),

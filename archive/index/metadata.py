@@ -264,3 +264,35 @@ class MetadataIndex:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+
+    def remove_instances(self, sop_uids: list[str], seq: int) -> None:
+        """Drop instances' rows (and emptied series and studies); mark ``seq``.
+
+        Queued versions are committed first, so the applied mark stays in
+        sequence order.
+        """
+        with self._write_lock:
+            with self._queue_lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._commit(batch)
+            cur = self._con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for sop_uid in sop_uids:
+                    cur.execute(
+                        "DELETE FROM instances WHERE sop_instance_uid = ?", [sop_uid]
+                    )
+                cur.execute(
+                    "DELETE FROM series WHERE series_uid NOT IN "
+                    "(SELECT series_uid FROM instances)"
+                )
+                cur.execute(
+                    "DELETE FROM studies WHERE study_uid NOT IN "
+                    "(SELECT study_uid FROM instances)"
+                )
+                self._set_seq(cur, seq)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise

@@ -78,8 +78,8 @@ class TestSettings:
 
     def test_default_tier_must_exist(self, tmp_path: Path) -> None:
         """storage.default_tier naming no configured tier is refused."""
-        with pytest.raises(ConfigError, match="'cold' is not a configured tier"):
-            load_settings(None, {"storage.default_tier": "cold"}, environ={})
+        with pytest.raises(ConfigError, match="'glacier' is not a configured tier"):
+            load_settings(None, {"storage.default_tier": "glacier"}, environ={})
 
     def test_settings_are_immutable(self) -> None:
         """Loaded settings cannot be changed."""
