@@ -204,6 +204,9 @@ class Archive:
         limit: int = 100,
         offset: int = 0,
         count_total: bool = False,
+        *,
+        fuzzy: bool = False,
+        cursor: str = "",
     ) -> search.SearchPage:
         """Search the metadata index; see :func:`dicomvault.archive.search.search`."""
         return search.search(
@@ -214,6 +217,8 @@ class Archive:
             limit,
             offset,
             count_total,
+            fuzzy=fuzzy,
+            cursor=cursor,
         )
 
     def sql(self, statement: str, batch_rows: int = 0) -> Iterator[sql.SqlBatch]:
