@@ -41,6 +41,14 @@ INDEX_REBUILT = "index.rebuilt"
 INDEX_REPLAYED = "index.replayed"
 SERVER_STARTED = "server.started"
 SERVER_STOPPED = "server.stopped"
+INDEX_EXPORTED = "index.exported"
+INDEX_ATTRIBUTE_ADDED = "index.attribute_added"
+TABLE = "table"
+ROWS = "rows"
+URL = "url"
+ATTRIBUTE_TAG = "tag"
+COLUMN = "column"
+SECONDS = "seconds"
 
 
 def _format(value: Any) -> str:

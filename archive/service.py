@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dicomvault.archive import export, maintenance, search, sql
 from dicomvault.archive import logkeys as lk
-from dicomvault.archive import maintenance, search, sql
 from dicomvault.archive.config import Settings
 from dicomvault.archive.errors import (
     DicomVaultError,
@@ -25,7 +25,7 @@ from dicomvault.archive.errors import (
     NotFoundError,
     TruncatedUploadError,
 )
-from dicomvault.archive.index import Index, InstanceRecord
+from dicomvault.archive.index import Index, InstanceRecord, extended
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
 from dicomvault.archive.retrieve import FrameOut, Reader
 from dicomvault.archive.uids import check_uid
@@ -221,7 +221,9 @@ class Archive:
             cursor=cursor,
         )
 
-    def sql(self, statement: str, batch_rows: int = 0) -> Iterator[sql.SqlBatch]:
+    def sql(
+        self, statement: str, batch_rows: int = 0, arrow: bool = False
+    ) -> Iterator[sql.SqlBatch]:
         """Run read-only SQL; see :func:`dicomvault.archive.sql.run_query`."""
         return sql.run_query(  # type: ignore[no-any-return]
             self.index.metadata,
@@ -229,6 +231,7 @@ class Archive:
             batch_rows=batch_rows or self.settings.get("sql.batch_rows"),
             max_rows=self.settings.get("sql.max_rows"),
             timeout_seconds=self.settings.get("sql.timeout_seconds"),
+            arrow=arrow,
         )
 
     # -- maintenance ------------------------------------------------------------
@@ -250,6 +253,39 @@ class Archive:
             "tiers": ",".join(f"{n}={t.url}" for n, t in self.tiers.items()),
             "instances": len(self.index.catalog),
         }
+
+    # -- analytics ------------------------------------------------------------
+
+    def add_extended_attribute(
+        self, attribute: str, vr: str = ""
+    ) -> extended.ExtendedAttribute:
+        """Add a tag to the index as a column, back-filled for every instance.
+
+        Changes the index (not the stored instances); see
+        :func:`dicomvault.archive.index.extended.add_attribute`.
+        """
+        added = extended.add_attribute(self.index.metadata, attribute, vr)
+        lk.log_event(
+            logger,
+            lk.INDEX_ATTRIBUTE_ADDED,
+            **{
+                lk.ATTRIBUTE_TAG: added.tag,
+                lk.COLUMN: added.column,
+                lk.ROWS: added.filled,
+                lk.SECONDS: f"{added.seconds:.3f}",
+            },
+        )
+        return added
+
+    def extended_attributes(self) -> list[extended.ExtendedAttribute]:
+        """The extended query attributes, in the order they were added."""
+        return extended.list_attributes(self.index.metadata)
+
+    def export_parquet(
+        self, url: str, storage_options: dict[str, Any] | None = None
+    ) -> tuple[list[export.ExportedTable], float]:
+        """Write the metadata tables as Parquet; see :mod:`.export`."""
+        return export.export_parquet(self.index.metadata, url, storage_options)
 
 
 def clean_spool(spool_dir: Path) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import grpc
 
+from dicomvault.tools import cli_query
+
 DEFAULT_SERVER = "127.0.0.1:50051"
 
 
@@ -399,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair", action="store_true", help="remove leftovers of interrupted writes"
     )
     p.set_defaults(func=cmd_verify)
+    cli_query.register(sub)
     return parser
 
 

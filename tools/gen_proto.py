@@ -13,7 +13,13 @@ import tempfile
 from pathlib import Path
 
 PROTO_DIR = Path(__file__).resolve().parent.parent / "proto"
-PROTO_FILES = ("common.proto", "archive.proto", "query.proto", "admin.proto")
+PROTO_FILES = (
+    "common.proto",
+    "archive.proto",
+    "query.proto",
+    "admin.proto",
+    "analytics.proto",
+)
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from dicomvault.archive.index import columns as col
-from dicomvault.archive.index import extended
+from dicomvault.archive.index import extended, views
 from dicomvault.archive.manifest import Manifest
 
 SCHEMA = """
@@ -183,6 +183,7 @@ class MetadataIndex:
         self._pending: list[_Pending] = []
         self._errors: dict[int, Exception] = {}
         self._con.execute(SCHEMA)
+        views.install(self._con)
         self._columns = {
             table: [
                 str(r[0])
