@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,10 @@ SQL_TYPES = {
     "FD": "DOUBLE",
 }
 _VR = re.compile(r"^[A-Z]{2}$")
+# Tag -> column per open index; every search reads it, only adding changes it.
+_COLUMNS: weakref.WeakKeyDictionary[MetadataIndex, dict[str, str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +143,11 @@ def list_attributes(index: MetadataIndex) -> list[ExtendedAttribute]:
 
 def columns(index: MetadataIndex) -> dict[str, str]:
     """Tag to column name, for every extended attribute."""
-    return {a.tag: a.column for a in list_attributes(index)}
+    cached = _COLUMNS.get(index)
+    if cached is None:
+        cached = {a.tag: a.column for a in list_attributes(index)}
+        _COLUMNS[index] = cached
+    return cached
 
 
 def add_attribute(index: MetadataIndex, key: str, vr: str = "") -> ExtendedAttribute:
@@ -182,6 +191,7 @@ def add_attribute(index: MetadataIndex, key: str, vr: str = "") -> ExtendedAttri
             ],
         )
         row = cur.execute(f"SELECT count({attribute.column}) FROM instances").fetchone()
+    _COLUMNS.pop(index, None)
     filled = int(row[0]) if row else 0
     return ExtendedAttribute(
         attribute.tag,

@@ -15,6 +15,10 @@ Tables (typed columns, one row per entity): ``patients``, ``studies``,
 ``dicom_dictionary``
     Every public DICOM keyword with its tag and VR.
 
+Secondary indexes (ART) on ``studies.patient_id``, ``series.study_uid``,
+``instances.study_uid`` and ``instances.series_uid`` let a search find one
+page's children without scanning every instance.
+
 Macros read any attribute by keyword, without JSON paths:
 ``dicom(dicom_json, 'SliceThickness')`` (first value, as text; person names
 as their alphabetic form), ``dicom_number(...)`` (DOUBLE),
@@ -33,6 +37,10 @@ if TYPE_CHECKING:
     import duckdb
 
 _VIEWS = """
+CREATE INDEX IF NOT EXISTS studies_patient_id ON studies (patient_id);
+CREATE INDEX IF NOT EXISTS series_study_uid ON series (study_uid);
+CREATE INDEX IF NOT EXISTS instances_study_uid ON instances (study_uid);
+CREATE INDEX IF NOT EXISTS instances_series_uid ON instances (series_uid);
 CREATE OR REPLACE VIEW frame_layout AS
 SELECT sop_instance_uid, series_uid, study_uid, transfer_syntax_uid,
        number_of_frames, rows, columns, bits_allocated,
@@ -72,7 +80,7 @@ CREATE OR REPLACE MACRO dicom_values(j, kw) AS
 
 
 def install(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the dictionary table, the views and the macros (idempotent)."""
+    """Create the dictionary table, indexes, views and macros (idempotent)."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS dicom_dictionary "
         "(tag VARCHAR PRIMARY KEY, keyword VARCHAR, vr VARCHAR, name VARCHAR)"
