@@ -33,21 +33,21 @@ _SQL = {
                (SELECT count(*) FROM instances i JOIN studies st USING (study_uid)
                 WHERE st.patient_key = pa.patient_key)
                    AS NumberOfPatientRelatedInstances,
-               (SELECT any_value(i.dicom_json) FROM instances i
+               (SELECT {json_any} FROM instances i
                 JOIN studies st USING (study_uid)
                 WHERE st.patient_key = pa.patient_key) AS _json
-        FROM patients pa WHERE pa.patient_key IN ({marks})
+        FROM patients pa WHERE pa.patient_key IN (SELECT unnest(?::VARCHAR[]))
     """,
     "STUDY": """
         WITH se_agg AS (
             SELECT study_uid, list_sort(list_distinct(list(modality)))
                        AS ModalitiesInStudy,
                    count(*) AS NumberOfStudyRelatedSeries
-            FROM series WHERE study_uid IN ({marks}) GROUP BY study_uid
+            FROM series WHERE study_uid IN (SELECT unnest(?::VARCHAR[])) GROUP BY study_uid
         ), i_agg AS (
             SELECT study_uid, count(*) AS NumberOfStudyRelatedInstances,
-                   any_value(dicom_json) AS _json
-            FROM instances WHERE study_uid IN ({marks}) GROUP BY study_uid
+                   {json_study} AS _json
+            FROM instances WHERE study_uid IN (SELECT unnest(?::VARCHAR[])) GROUP BY study_uid
         )
         SELECT st.study_uid AS _key, st.study_uid AS StudyInstanceUID,
                st.study_date AS StudyDate, st.study_time AS StudyTime,
@@ -59,13 +59,13 @@ _SQL = {
                i_agg.NumberOfStudyRelatedInstances, i_agg._json
         FROM studies st
         LEFT JOIN se_agg USING (study_uid) LEFT JOIN i_agg USING (study_uid)
-        WHERE st.study_uid IN ({marks})
+        WHERE st.study_uid IN (SELECT unnest(?::VARCHAR[]))
     """,
     "SERIES": """
         WITH i_agg AS (
             SELECT series_uid, count(*) AS NumberOfSeriesRelatedInstances,
-                   any_value(dicom_json) AS _json
-            FROM instances WHERE series_uid IN ({marks}) GROUP BY series_uid
+                   {json_study} AS _json
+            FROM instances WHERE series_uid IN (SELECT unnest(?::VARCHAR[])) GROUP BY series_uid
         )
         SELECT se.series_uid AS _key, se.series_uid AS SeriesInstanceUID,
                se.study_uid AS StudyInstanceUID, se.modality AS Modality,
@@ -75,7 +75,7 @@ _SQL = {
                se.series_date AS SeriesDate,
                i_agg.NumberOfSeriesRelatedInstances, i_agg._json
         FROM series se LEFT JOIN i_agg USING (series_uid)
-        WHERE se.series_uid IN ({marks})
+        WHERE se.series_uid IN (SELECT unnest(?::VARCHAR[]))
     """,
     "INSTANCE": """
         SELECT i.sop_instance_uid AS _key, i.sop_instance_uid AS SOPInstanceUID,
@@ -83,7 +83,7 @@ _SQL = {
                i.study_uid AS StudyInstanceUID, i.instance_number AS InstanceNumber,
                i.rows AS Rows, i.columns AS Columns,
                i.number_of_frames AS NumberOfFrames, i.dicom_json AS _json
-        FROM instances i WHERE i.sop_instance_uid IN ({marks})
+        FROM instances i WHERE i.sop_instance_uid IN (SELECT unnest(?::VARCHAR[]))
     """,
 }
 _MARK_COUNT = {"PATIENT": 1, "STUDY": 3, "SERIES": 2, "INSTANCE": 1}
@@ -129,9 +129,14 @@ def fetch_page(
     """
     if not keys:
         return []
-    marks = ", ".join("?" for _ in keys)
-    sql = _SQL[level].format(marks=marks)
-    cur.execute(sql, keys * _MARK_COUNT[level])
+    # The DICOM JSON is read only when attributes are asked from it: reading
+    # it for every instance of a page of studies is most of a search's time.
+    wanted = include is None or bool(include)
+    sql = _SQL[level].format(
+        json_any="any_value(i.dicom_json)" if wanted else "any_value(NULL)",
+        json_study="any_value(dicom_json)" if wanted else "NULL",
+    )
+    cur.execute(sql, [keys] * _MARK_COUNT[level])
     names = [d[0] for d in cur.description or []]
     by_key = {}
     for values in cur.fetchall():

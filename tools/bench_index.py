@@ -15,6 +15,7 @@ Run with ``make bench-index`` or ``python -m dicomvault.tools.bench_index``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -51,8 +52,9 @@ def _generate(index: MetadataIndex, patients: int, seed: int) -> None:
             INSERT INTO patients
             SELECT '|P' || lpad(p::VARCHAR, 7, '0'), 'P' || lpad(p::VARCHAR, 7, '0'),
                    NULL,
-                   {families}[1 + CAST(hash(p, {seed}) % {len(FAMILY)} AS BIGINT)] || '^'
-                       || {givens}[1 + CAST(hash(p, {seed} + 1) % {len(GIVEN)} AS BIGINT)],
+                   {families}[1 + CAST(hash(p, {seed}) % {len(FAMILY)} AS BIGINT)]
+                       || '^' || {givens}[
+                           1 + CAST(hash(p, {seed} + 1) % {len(GIVEN)} AS BIGINT)],
                    DATE '1930-01-01' + CAST(hash(p, {seed} + 2) % 30000 AS INTEGER),
                    CASE WHEN hash(p, {seed} + 3) % 2 = 0 THEN 'F' ELSE 'M' END
             FROM range({patients}) t(p)
@@ -75,7 +77,8 @@ def _generate(index: MetadataIndex, patients: int, seed: int) -> None:
                    modality || ' SERIES ' || n::VARCHAR, NULL, study_date
             FROM (
                 SELECT study_uid, study_date, n,
-                       {modality_case.replace("h %", "hash(study_uid, n) %")} AS modality
+                       {modality_case.replace("h %", "hash(study_uid, n) %")}
+                           AS modality
                 FROM (SELECT study_uid, study_date,
                              unnest(range(1, 2 + CAST(hash(study_uid) % 9 AS BIGINT))) n
                       FROM studies)
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         index.cursor().execute("CHECKPOINT")
         index.close()
         print(f"index size: {path.stat().st_size / 2**20:.0f} MiB")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
     return 0
 
 
