@@ -72,8 +72,7 @@ def export_parquet(
     cur = index.cursor()
     for table in TABLES:
         # One snapshot per table; the index may take writes meanwhile.
-        cur.execute(f"SELECT * FROM {table}")
-        reader = cur.to_arrow_reader(BATCH_ROWS)
+        reader = cur.sql(f"SELECT * FROM {table}").to_arrow_reader(BATCH_ROWS)
         final = f"{root.rstrip('/')}/{table}.parquet"
         partial = f"{final}.partial"
         rows = 0

@@ -43,11 +43,13 @@ _SQL = {
             SELECT study_uid, list_sort(list_distinct(list(modality)))
                        AS ModalitiesInStudy,
                    count(*) AS NumberOfStudyRelatedSeries
-            FROM series WHERE study_uid IN (SELECT unnest(?::VARCHAR[])) GROUP BY study_uid
+            FROM series WHERE study_uid IN (SELECT unnest(?::VARCHAR[]))
+            GROUP BY study_uid
         ), i_agg AS (
             SELECT study_uid, count(*) AS NumberOfStudyRelatedInstances,
                    {json_study} AS _json
-            FROM instances WHERE study_uid IN (SELECT unnest(?::VARCHAR[])) GROUP BY study_uid
+            FROM instances WHERE study_uid IN (SELECT unnest(?::VARCHAR[]))
+            GROUP BY study_uid
         )
         SELECT st.study_uid AS _key, st.study_uid AS StudyInstanceUID,
                st.study_date AS StudyDate, st.study_time AS StudyTime,
@@ -65,7 +67,8 @@ _SQL = {
         WITH i_agg AS (
             SELECT series_uid, count(*) AS NumberOfSeriesRelatedInstances,
                    {json_study} AS _json
-            FROM instances WHERE series_uid IN (SELECT unnest(?::VARCHAR[])) GROUP BY series_uid
+            FROM instances WHERE series_uid IN (SELECT unnest(?::VARCHAR[]))
+            GROUP BY series_uid
         )
         SELECT se.series_uid AS _key, se.series_uid AS SeriesInstanceUID,
                se.study_uid AS StudyInstanceUID, se.modality AS Modality,

@@ -279,13 +279,17 @@ class Archive:
 
     def extended_attributes(self) -> list[extended.ExtendedAttribute]:
         """The extended query attributes, in the order they were added."""
-        return extended.list_attributes(self.index.metadata)
+        return extended.list_attributes(  # type: ignore[no-any-return]
+            self.index.metadata
+        )
 
     def export_parquet(
         self, url: str, storage_options: dict[str, Any] | None = None
     ) -> tuple[list[export.ExportedTable], float]:
         """Write the metadata tables as Parquet; see :mod:`.export`."""
-        return export.export_parquet(self.index.metadata, url, storage_options)
+        return export.export_parquet(  # type: ignore[no-any-return]
+            self.index.metadata, url, storage_options
+        )
 
 
 def clean_spool(spool_dir: Path) -> None:

@@ -111,6 +111,8 @@ def _arrow_batches(
         # copy is one batch at a time, which is what we stream anyway.
         warnings.simplefilter("ignore", UserWarning)
         reader = cur.to_arrow_reader(batch_rows)
+    if reader is None:  # no result set: check_read_only lets only queries in
+        return
     sent = 0
     first = True
     for record_batch in reader:

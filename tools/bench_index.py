@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         _generate(index, args.patients, args.seed)
         cur = index.cursor()
         counts = [
-            cur.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            cur.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
             for t in ("patients", "studies", "series", "instances")
         ]
         print(

@@ -25,11 +25,11 @@ def _attribute(a: ExtendedAttribute) -> analytics_pb2.ExtendedAttribute:
     )
 
 
-class AnalyticsServicer(QueryServicer):
+class AnalyticsServicer(QueryServicer):  # type: ignore[misc]
     """Query service: read-only SQL (rows or Arrow IPC), extended query
     attributes and Parquet export."""
 
-    @streaming
+    @streaming  # type: ignore[untyped-decorator]
     def Sql(  # noqa: N802
         self, request: query_pb2.SqlRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.SqlBatch]:
@@ -41,7 +41,7 @@ class AnalyticsServicer(QueryServicer):
                 arrow_ipc=batch.arrow_ipc,
             )
 
-    @unary
+    @unary  # type: ignore[untyped-decorator]
     def AddExtendedAttribute(  # noqa: N802
         self,
         request: analytics_pb2.AddExtendedAttributeRequest,
@@ -51,7 +51,7 @@ class AnalyticsServicer(QueryServicer):
             self.archive.add_extended_attribute(request.attribute, request.vr)
         )
 
-    @unary
+    @unary  # type: ignore[untyped-decorator]
     def ListExtendedAttributes(  # noqa: N802
         self,
         request: analytics_pb2.ListExtendedAttributesRequest,
@@ -61,7 +61,7 @@ class AnalyticsServicer(QueryServicer):
             attributes=[_attribute(a) for a in self.archive.extended_attributes()]
         )
 
-    @unary
+    @unary  # type: ignore[untyped-decorator]
     def ExportParquet(  # noqa: N802
         self,
         request: analytics_pb2.ExportParquetRequest,
