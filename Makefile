@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 GRPC_PORT ?= 50051
 
-.PHONY: run test bench proto lint clean
+.PHONY: run test bench bench-index proto lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+bench-index: $(VENV)/.installed
+	$(BIN)/python -m dicomvault.tools.bench_index
 
 proto: $(VENV)/.installed-test
 	$(BIN)/python -m dicomvault.tools.gen_proto

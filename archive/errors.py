@@ -91,6 +91,8 @@ class UnauthenticatedError(DicomVaultError):
 
 class PermissionDeniedError(DicomVaultError, PermissionError):
     """The caller is known, but none of its roles allows the action."""
+
+
 class UnsupportedMediaTypeError(DicomVaultError, ValueError):
     """A request body of a media type this archive does not accept."""
 

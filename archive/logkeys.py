@@ -63,6 +63,13 @@ HOLD_ADDED = "hold.added"
 HOLD_REMOVED = "hold.removed"
 STUDY_PROMOTED = "study.promoted"
 PROMOTION_FAILED = "promotion.failed"
+INDEX_EXPORTED = "index.exported"
+INDEX_ATTRIBUTE_ADDED = "index.attribute_added"
+TABLE = "table"
+ROWS = "rows"
+URL = "url"
+ATTRIBUTE_TAG = "tag"
+COLUMN = "column"
 
 
 def _format(value: Any) -> str:

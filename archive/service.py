@@ -19,6 +19,7 @@ from typing import Any
 
 from dicomvault.archive import (
     auth,
+    export,
     lifecycle,
     maintenance,
     retention,
@@ -41,7 +42,7 @@ from dicomvault.archive.errors import (
     RefusedError,
     TruncatedUploadError,
 )
-from dicomvault.archive.index import Index, InstanceRecord
+from dicomvault.archive.index import Index, InstanceRecord, extended
 from dicomvault.archive.index.deletions import DeletionJournal
 from dicomvault.archive.ingest import Ingestor, StoreOutcome
 from dicomvault.archive.input_limits import InputLimits, check_header
@@ -232,6 +233,9 @@ class Archive:
         limit: int = 100,
         offset: int = 0,
         count_total: bool = False,
+        *,
+        fuzzy: bool = False,
+        cursor: str = "",
     ) -> search.SearchPage:
         """Search the metadata index; see :func:`dicomvault.archive.search.search`."""
         return search.search(
@@ -242,9 +246,13 @@ class Archive:
             limit,
             offset,
             count_total,
+            fuzzy=fuzzy,
+            cursor=cursor,
         )
 
-    def sql(self, statement: str, batch_rows: int = 0) -> Iterator[sql.SqlBatch]:
+    def sql(
+        self, statement: str, batch_rows: int = 0, arrow: bool = False
+    ) -> Iterator[sql.SqlBatch]:
         """Run read-only SQL; see :func:`dicomvault.archive.sql.run_query`."""
         return sql.run_query(  # type: ignore[no-any-return]
             self.index.metadata,
@@ -252,6 +260,7 @@ class Archive:
             batch_rows=batch_rows or self.settings.get("sql.batch_rows"),
             max_rows=self.settings.get("sql.max_rows"),
             timeout_seconds=self.settings.get("sql.timeout_seconds"),
+            arrow=arrow,
         )
 
     # -- maintenance ------------------------------------------------------------
@@ -298,7 +307,11 @@ class Archive:
             log.close()
 
     def sql_as(
-        self, principal: Principal, statement: str, batch_rows: int = 0
+        self,
+        principal: Principal,
+        statement: str,
+        batch_rows: int = 0,
+        arrow: bool = False,
     ) -> Iterator[SqlBatch]:
         """Run read-only SQL for ``principal``; ``audit_events`` needs ``auditor``.
 
@@ -312,7 +325,7 @@ class Archive:
             The statement reads the audit table and the principal is no auditor.
         """
         if not reads_audit_table(statement):
-            return self.sql(statement, batch_rows)
+            return self.sql(statement, batch_rows, arrow)
         authorize(principal, auth.SQL_AUDIT)
         self.audit_log().flush_table()
         return sql.run_query(  # type: ignore[no-any-return]
@@ -904,6 +917,43 @@ class Archive:
         warmer = self._warmer()
         if warmer is not None:
             warmer.wait_idle()
+
+    # -- analytics ------------------------------------------------------------
+
+    def add_extended_attribute(
+        self, attribute: str, vr: str = ""
+    ) -> extended.ExtendedAttribute:
+        """Add a tag to the index as a column, back-filled for every instance.
+
+        Changes the index (not the stored instances); see
+        :func:`dicomvault.archive.index.extended.add_attribute`.
+        """
+        added = extended.add_attribute(self.index.metadata, attribute, vr)
+        lk.log_event(
+            logger,
+            lk.INDEX_ATTRIBUTE_ADDED,
+            **{
+                lk.ATTRIBUTE_TAG: added.tag,
+                lk.COLUMN: added.column,
+                lk.ROWS: added.filled,
+                lk.SECONDS: f"{added.seconds:.3f}",
+            },
+        )
+        return added
+
+    def extended_attributes(self) -> list[extended.ExtendedAttribute]:
+        """The extended query attributes, in the order they were added."""
+        return extended.list_attributes(  # type: ignore[no-any-return]
+            self.index.metadata
+        )
+
+    def export_parquet(
+        self, url: str, storage_options: dict[str, Any] | None = None
+    ) -> tuple[list[export.ExportedTable], float]:
+        """Write the metadata tables as Parquet; see :mod:`.export`."""
+        return export.export_parquet(  # type: ignore[no-any-return]
+            self.index.metadata, url, storage_options
+        )
 
 
 _AUDIT_OPEN = threading.Lock()

@@ -14,6 +14,7 @@ import decimal
 import json
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ class SqlBatch:
     columns: list[str]
     column_types: list[str]
     rows: list[list[Any]]
+    # The batch as an Arrow IPC stream, when asked for (rows is then empty).
+    arrow_ipc: bytes = b""
 
 
 def _plain(value: Any) -> Any:
@@ -86,6 +89,52 @@ def check_read_only(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
         )
 
 
+def _check_rows(sent: int, max_rows: int) -> None:
+    if sent > max_rows:
+        raise LimitExceededError(
+            f"the query returned more than {max_rows} rows (sql.max_rows); "
+            "add a LIMIT, filter or aggregate"
+        )
+
+
+def _arrow_batches(
+    cur: duckdb.DuckDBPyConnection,
+    columns: list[str],
+    types: list[str],
+    batch_rows: int,
+    max_rows: int,
+) -> Iterator[SqlBatch]:
+    import pyarrow as pa
+
+    with warnings.catch_warnings():
+        # DuckDB warns that a cursor result is copied once for Arrow; the
+        # copy is one batch at a time, which is what we stream anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        reader = cur.to_arrow_reader(batch_rows)
+    if reader is None:  # no result set: check_read_only lets only queries in
+        return
+    sent = 0
+    first = True
+    for record_batch in reader:
+        sent += record_batch.num_rows
+        _check_rows(sent, max_rows)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, record_batch.schema) as writer:
+            writer.write_batch(record_batch)
+        yield SqlBatch(
+            columns if first else [],
+            types if first else [],
+            [],
+            sink.getvalue().to_pybytes(),
+        )
+        first = False
+    if first:  # no rows: still send the columns and an empty stream
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, reader.schema):
+            pass
+        yield SqlBatch(columns, types, [], sink.getvalue().to_pybytes())
+
+
 def run_query(
     index: MetadataIndex,
     sql: str,
@@ -93,8 +142,12 @@ def run_query(
     batch_rows: int,
     max_rows: int,
     timeout_seconds: float,
+    arrow: bool = False,
 ) -> Iterator[SqlBatch]:
     """Run one read-only query and yield its rows in batches.
+
+    With ``arrow``, each batch carries an Arrow IPC stream (schema plus one
+    record batch, with DuckDB's own types) instead of Python rows.
 
     Raises
     ------
@@ -121,6 +174,9 @@ def run_query(
             cur.execute(sql)
             columns = [d[0] for d in cur.description or []]
             types = [str(d[1]) for d in cur.description or []]
+            if arrow:
+                yield from _arrow_batches(cur, columns, types, batch_rows, max_rows)
+                return
             sent = 0
             first = True
             while True:
@@ -128,11 +184,7 @@ def run_query(
                 if not rows and not first:
                     return
                 sent += len(rows)
-                if sent > max_rows:
-                    raise LimitExceededError(
-                        f"the query returned more than {max_rows} rows (sql.max_rows); "
-                        "add a LIMIT, filter or aggregate"
-                    )
+                _check_rows(sent, max_rows)
                 yield SqlBatch(
                     columns if first else [],
                     types if first else [],

@@ -26,7 +26,7 @@ from dicomvault.proto import common_pb2 as dicomvault_dot_proto_dot_common__pb2
 from dicomvault.proto import replication_pb2 as dicomvault_dot_proto_dot_replication__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64icomvault/proto/archive.proto\x12\rdicomvault.v1\x1a\x1d\x64icomvault/proto/common.proto\x1a\"dicomvault/proto/replication.proto\"V\n\nStoreStart\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x1b\n\x13\x63\x61lling_application\x18\x04 \x01(\t\"\n\n\x08StoreEnd\"{\n\x0cStoreRequest\x12*\n\x05start\x18\x01 \x01(\x0b\x32\x19.dicomvault.v1.StoreStartH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12&\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x17.dicomvault.v1.StoreEndH\x00\x42\x06\n\x04part\"\xca\x01\n\x0bStoreResult\x12\r\n\x05label\x18\x01 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x02 \x01(\t\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.dicomvault.v1.StoreOutcome\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tstudy_uid\x18\x05 \x01(\t\x12\x12\n\nseries_uid\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x0f\n\x07version\x18\t \x01(\t\"<\n\rStoreResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.dicomvault.v1.StoreResult\"<\n\x0fRetrieveRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"H\n\rRetrieveChunk\x12)\n\x04info\x18\x01 \x01(\x0b\x32\x1b.dicomvault.v1.InstanceInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"d\n\x10GetFramesRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x15\n\rframe_numbers\x18\x02 \x03(\r\x12\x0e\n\x06\x64\x65\x63ode\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\t\"\x83\x01\n\tFramePart\x12\x14\n\x0c\x66rame_number\x18\x01 \x01(\r\x12.\n\x05pixel\x18\x02 \x01(\x0b\x32\x1f.dicomvault.v1.PixelDescription\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x12\n\nframe_size\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\xe6\x01\n\rSearchRequest\x12#\n\x05level\x18\x01 \x01(\x0e\x32\x14.dicomvault.v1.Level\x12\x36\n\x05match\x18\x02 \x03(\x0b\x32\'.dicomvault.v1.SearchRequest.MatchEntry\x12\x16\n\x0einclude_fields\x18\x03 \x03(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x0e\n\x06offset\x18\x05 \x01(\r\x12\x13\n\x0b\x63ount_total\x18\x06 \x01(\x08\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0cSearchResult\x12\x12\n\ndicom_json\x18\x01 \x01(\t\"b\n\x0eSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.dicomvault.v1.SearchResult\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x13\n\x0bnext_offset\x18\x03 \x01(\r*n\n\x0cStoreOutcome\x12\x1d\n\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x12\x16\n\x12STORED_NEW_VERSION\x10\x04*P\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x0b\n\x07PATIENT\x10\x01\x12\t\n\x05STUDY\x10\x02\x12\n\n\x06SERIES\x10\x03\x12\x0c\n\x08INSTANCE\x10\x04\x32\xf9\x02\n\x07\x41rchive\x12\x44\n\x05Store\x12\x1b.dicomvault.v1.StoreRequest\x1a\x1c.dicomvault.v1.StoreResponse(\x01\x12J\n\x08Retrieve\x12\x1e.dicomvault.v1.RetrieveRequest\x1a\x1c.dicomvault.v1.RetrieveChunk0\x01\x12H\n\tGetFrames\x12\x1f.dicomvault.v1.GetFramesRequest\x1a\x18.dicomvault.v1.FramePart0\x01\x12\x45\n\x06Search\x12\x1c.dicomvault.v1.SearchRequest\x1a\x1d.dicomvault.v1.SearchResponse\x12K\n\x0cWatchChanges\x12\".dicomvault.v1.WatchChangesRequest\x1a\x15.dicomvault.v1.Change0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64icomvault/proto/archive.proto\x12\rdicomvault.v1\x1a\x1d\x64icomvault/proto/common.proto\x1a\"dicomvault/proto/replication.proto\"V\n\nStoreStart\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x1b\n\x13\x63\x61lling_application\x18\x04 \x01(\t\"\n\n\x08StoreEnd\"{\n\x0cStoreRequest\x12*\n\x05start\x18\x01 \x01(\x0b\x32\x19.dicomvault.v1.StoreStartH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12&\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x17.dicomvault.v1.StoreEndH\x00\x42\x06\n\x04part\"\xca\x01\n\x0bStoreResult\x12\r\n\x05label\x18\x01 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x02 \x01(\t\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.dicomvault.v1.StoreOutcome\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tstudy_uid\x18\x05 \x01(\t\x12\x12\n\nseries_uid\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x0f\n\x07version\x18\t \x01(\t\"<\n\rStoreResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.dicomvault.v1.StoreResult\"<\n\x0fRetrieveRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"H\n\rRetrieveChunk\x12)\n\x04info\x18\x01 \x01(\x0b\x32\x1b.dicomvault.v1.InstanceInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"d\n\x10GetFramesRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x15\n\rframe_numbers\x18\x02 \x03(\r\x12\x0e\n\x06\x64\x65\x63ode\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\t\"\x83\x01\n\tFramePart\x12\x14\n\x0c\x66rame_number\x18\x01 \x01(\r\x12.\n\x05pixel\x18\x02 \x01(\x0b\x32\x1f.dicomvault.v1.PixelDescription\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x12\n\nframe_size\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\x85\x02\n\rSearchRequest\x12#\n\x05level\x18\x01 \x01(\x0e\x32\x14.dicomvault.v1.Level\x12\x36\n\x05match\x18\x02 \x03(\x0b\x32\'.dicomvault.v1.SearchRequest.MatchEntry\x12\x16\n\x0einclude_fields\x18\x03 \x03(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x0e\n\x06offset\x18\x05 \x01(\r\x12\x13\n\x0b\x63ount_total\x18\x06 \x01(\x08\x12\r\n\x05\x66uzzy\x18\x07 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\t\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0cSearchResult\x12\x12\n\ndicom_json\x18\x01 \x01(\t\"w\n\x0eSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.dicomvault.v1.SearchResult\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x13\n\x0bnext_offset\x18\x03 \x01(\r\x12\x13\n\x0bnext_cursor\x18\x04 \x01(\t*n\n\x0cStoreOutcome\x12\x1d\n\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x12\x16\n\x12STORED_NEW_VERSION\x10\x04*P\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x0b\n\x07PATIENT\x10\x01\x12\t\n\x05STUDY\x10\x02\x12\n\n\x06SERIES\x10\x03\x12\x0c\n\x08INSTANCE\x10\x04\x32\xf9\x02\n\x07\x41rchive\x12\x44\n\x05Store\x12\x1b.dicomvault.v1.StoreRequest\x1a\x1c.dicomvault.v1.StoreResponse(\x01\x12J\n\x08Retrieve\x12\x1e.dicomvault.v1.RetrieveRequest\x1a\x1c.dicomvault.v1.RetrieveChunk0\x01\x12H\n\tGetFrames\x12\x1f.dicomvault.v1.GetFramesRequest\x1a\x18.dicomvault.v1.FramePart0\x01\x12\x45\n\x06Search\x12\x1c.dicomvault.v1.SearchRequest\x1a\x1d.dicomvault.v1.SearchResponse\x12K\n\x0cWatchChanges\x12\".dicomvault.v1.WatchChangesRequest\x1a\x15.dicomvault.v1.Change0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHREQUEST_MATCHENTRY']._loaded_options = None
   _globals['_SEARCHREQUEST_MATCHENTRY']._serialized_options = b'8\001'
-  _globals['_STOREOUTCOME']._serialized_start=1349
-  _globals['_STOREOUTCOME']._serialized_end=1459
-  _globals['_LEVEL']._serialized_start=1461
-  _globals['_LEVEL']._serialized_end=1541
+  _globals['_STOREOUTCOME']._serialized_start=1401
+  _globals['_STOREOUTCOME']._serialized_end=1511
+  _globals['_LEVEL']._serialized_start=1513
+  _globals['_LEVEL']._serialized_end=1593
   _globals['_STORESTART']._serialized_start=116
   _globals['_STORESTART']._serialized_end=202
   _globals['_STOREEND']._serialized_start=204
@@ -58,13 +58,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRAMEPART']._serialized_start=847
   _globals['_FRAMEPART']._serialized_end=978
   _globals['_SEARCHREQUEST']._serialized_start=981
-  _globals['_SEARCHREQUEST']._serialized_end=1211
-  _globals['_SEARCHREQUEST_MATCHENTRY']._serialized_start=1167
-  _globals['_SEARCHREQUEST_MATCHENTRY']._serialized_end=1211
-  _globals['_SEARCHRESULT']._serialized_start=1213
-  _globals['_SEARCHRESULT']._serialized_end=1247
-  _globals['_SEARCHRESPONSE']._serialized_start=1249
-  _globals['_SEARCHRESPONSE']._serialized_end=1347
-  _globals['_ARCHIVE']._serialized_start=1544
-  _globals['_ARCHIVE']._serialized_end=1921
+  _globals['_SEARCHREQUEST']._serialized_end=1242
+  _globals['_SEARCHREQUEST_MATCHENTRY']._serialized_start=1198
+  _globals['_SEARCHREQUEST_MATCHENTRY']._serialized_end=1242
+  _globals['_SEARCHRESULT']._serialized_start=1244
+  _globals['_SEARCHRESULT']._serialized_end=1278
+  _globals['_SEARCHRESPONSE']._serialized_start=1280
+  _globals['_SEARCHRESPONSE']._serialized_end=1399
+  _globals['_ARCHIVE']._serialized_start=1596
+  _globals['_ARCHIVE']._serialized_end=1973
 # @@protoc_insertion_point(module_scope)

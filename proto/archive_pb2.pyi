@@ -132,7 +132,7 @@ class FramePart(_message.Message):
     def __init__(self, frame_number: _Optional[int] = ..., pixel: _Optional[_Union[_common_pb2.PixelDescription, _Mapping]] = ..., offset: _Optional[int] = ..., frame_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("level", "match", "include_fields", "limit", "offset", "count_total")
+    __slots__ = ("level", "match", "include_fields", "limit", "offset", "count_total", "fuzzy", "cursor")
     class MatchEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -146,13 +146,17 @@ class SearchRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     COUNT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FUZZY_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     level: Level
     match: _containers.ScalarMap[str, str]
     include_fields: _containers.RepeatedScalarFieldContainer[str]
     limit: int
     offset: int
     count_total: bool
-    def __init__(self, level: _Optional[_Union[Level, str]] = ..., match: _Optional[_Mapping[str, str]] = ..., include_fields: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., count_total: _Optional[bool] = ...) -> None: ...
+    fuzzy: bool
+    cursor: str
+    def __init__(self, level: _Optional[_Union[Level, str]] = ..., match: _Optional[_Mapping[str, str]] = ..., include_fields: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., count_total: _Optional[bool] = ..., fuzzy: _Optional[bool] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("dicom_json",)
@@ -161,11 +165,13 @@ class SearchResult(_message.Message):
     def __init__(self, dicom_json: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("results", "total", "next_offset")
+    __slots__ = ("results", "total", "next_offset", "next_cursor")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SearchResult]
     total: int
     next_offset: int
-    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., total: _Optional[int] = ..., next_offset: _Optional[int] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., total: _Optional[int] = ..., next_offset: _Optional[int] = ..., next_cursor: _Optional[str] = ...) -> None: ...

@@ -22,19 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from dicomvault.proto import analytics_pb2 as dicomvault_dot_proto_dot_analytics__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64icomvault/proto/query.proto\x12\rdicomvault.v1\"-\n\nSqlRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x12\n\nbatch_rows\x18\x02 \x01(\r\"D\n\x08SqlBatch\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x14\n\x0c\x63olumn_types\x18\x02 \x03(\t\x12\x11\n\trows_json\x18\x03 \x01(\t2D\n\x05Query\x12;\n\x03Sql\x12\x19.dicomvault.v1.SqlRequest\x1a\x17.dicomvault.v1.SqlBatch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64icomvault/proto/query.proto\x12\rdicomvault.v1\x1a dicomvault/proto/analytics.proto\"<\n\nSqlRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x12\n\nbatch_rows\x18\x02 \x01(\r\x12\r\n\x05\x61rrow\x18\x03 \x01(\x08\"W\n\x08SqlBatch\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x14\n\x0c\x63olumn_types\x18\x02 \x03(\t\x12\x11\n\trows_json\x18\x03 \x01(\t\x12\x11\n\tarrow_ipc\x18\x04 \x01(\x0c\x32\xfd\x02\n\x05Query\x12;\n\x03Sql\x12\x19.dicomvault.v1.SqlRequest\x1a\x17.dicomvault.v1.SqlBatch0\x01\x12\x64\n\x14\x41\x64\x64\x45xtendedAttribute\x12*.dicomvault.v1.AddExtendedAttributeRequest\x1a .dicomvault.v1.ExtendedAttribute\x12u\n\x16ListExtendedAttributes\x12,.dicomvault.v1.ListExtendedAttributesRequest\x1a-.dicomvault.v1.ListExtendedAttributesResponse\x12Z\n\rExportParquet\x12#.dicomvault.v1.ExportParquetRequest\x1a$.dicomvault.v1.ExportParquetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dicomvault.proto.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SQLREQUEST']._serialized_start=47
-  _globals['_SQLREQUEST']._serialized_end=92
-  _globals['_SQLBATCH']._serialized_start=94
-  _globals['_SQLBATCH']._serialized_end=162
-  _globals['_QUERY']._serialized_start=164
-  _globals['_QUERY']._serialized_end=232
+  _globals['_SQLREQUEST']._serialized_start=81
+  _globals['_SQLREQUEST']._serialized_end=141
+  _globals['_SQLBATCH']._serialized_start=143
+  _globals['_SQLBATCH']._serialized_end=230
+  _globals['_QUERY']._serialized_start=233
+  _globals['_QUERY']._serialized_end=614
 # @@protoc_insertion_point(module_scope)

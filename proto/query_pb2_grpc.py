@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from dicomvault.proto import analytics_pb2 as dicomvault_dot_proto_dot_analytics__pb2
 from dicomvault.proto import query_pb2 as dicomvault_dot_proto_dot_query__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -39,6 +40,21 @@ class QueryStub:
                 request_serializer=dicomvault_dot_proto_dot_query__pb2.SqlRequest.SerializeToString,
                 response_deserializer=dicomvault_dot_proto_dot_query__pb2.SqlBatch.FromString,
                 _registered_method=True)
+        self.AddExtendedAttribute = channel.unary_unary(
+                '/dicomvault.v1.Query/AddExtendedAttribute',
+                request_serializer=dicomvault_dot_proto_dot_analytics__pb2.AddExtendedAttributeRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_analytics__pb2.ExtendedAttribute.FromString,
+                _registered_method=True)
+        self.ListExtendedAttributes = channel.unary_unary(
+                '/dicomvault.v1.Query/ListExtendedAttributes',
+                request_serializer=dicomvault_dot_proto_dot_analytics__pb2.ListExtendedAttributesRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_analytics__pb2.ListExtendedAttributesResponse.FromString,
+                _registered_method=True)
+        self.ExportParquet = channel.unary_unary(
+                '/dicomvault.v1.Query/ExportParquet',
+                request_serializer=dicomvault_dot_proto_dot_analytics__pb2.ExportParquetRequest.SerializeToString,
+                response_deserializer=dicomvault_dot_proto_dot_analytics__pb2.ExportParquetResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -51,6 +67,27 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddExtendedAttribute(self, request, context):
+        """Add a tag to the index as a typed column, back-filled for every instance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExtendedAttributes(self, request, context):
+        """The extended query attributes, in the order they were added.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportParquet(self, request, context):
+        """Write the metadata tables as Parquet files to an fsspec URL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +95,21 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.Sql,
                     request_deserializer=dicomvault_dot_proto_dot_query__pb2.SqlRequest.FromString,
                     response_serializer=dicomvault_dot_proto_dot_query__pb2.SqlBatch.SerializeToString,
+            ),
+            'AddExtendedAttribute': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddExtendedAttribute,
+                    request_deserializer=dicomvault_dot_proto_dot_analytics__pb2.AddExtendedAttributeRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_analytics__pb2.ExtendedAttribute.SerializeToString,
+            ),
+            'ListExtendedAttributes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExtendedAttributes,
+                    request_deserializer=dicomvault_dot_proto_dot_analytics__pb2.ListExtendedAttributesRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_analytics__pb2.ListExtendedAttributesResponse.SerializeToString,
+            ),
+            'ExportParquet': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportParquet,
+                    request_deserializer=dicomvault_dot_proto_dot_analytics__pb2.ExportParquetRequest.FromString,
+                    response_serializer=dicomvault_dot_proto_dot_analytics__pb2.ExportParquetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +139,87 @@ class Query:
             '/dicomvault.v1.Query/Sql',
             dicomvault_dot_proto_dot_query__pb2.SqlRequest.SerializeToString,
             dicomvault_dot_proto_dot_query__pb2.SqlBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddExtendedAttribute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Query/AddExtendedAttribute',
+            dicomvault_dot_proto_dot_analytics__pb2.AddExtendedAttributeRequest.SerializeToString,
+            dicomvault_dot_proto_dot_analytics__pb2.ExtendedAttribute.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExtendedAttributes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Query/ListExtendedAttributes',
+            dicomvault_dot_proto_dot_analytics__pb2.ListExtendedAttributesRequest.SerializeToString,
+            dicomvault_dot_proto_dot_analytics__pb2.ListExtendedAttributesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportParquet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dicomvault.v1.Query/ExportParquet',
+            dicomvault_dot_proto_dot_analytics__pb2.ExportParquetRequest.SerializeToString,
+            dicomvault_dot_proto_dot_analytics__pb2.ExportParquetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,6 +20,7 @@ import grpc
 from dicomvault.tools import (
     cli_crypto,
     cli_deid,
+    cli_query,
     cli_replication,
     cli_retention,
     cli_tier,
@@ -417,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_replication.register(sub)
     cli_tier.register(sub)
     cli_retention.register(sub)
+    cli_query.register(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ PROTO_FILES = (
     "deid.proto",
     "replication.proto",
     "lifecycle.proto",
+    "analytics.proto",
     "admin.proto",
 )
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")

@@ -294,6 +294,8 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):  # type: ignore[misc]
             request.limit,
             request.offset,
             request.count_total,
+            fuzzy=request.fuzzy,
+            cursor=request.cursor,
         )
         return archive_pb2.SearchResponse(
             results=[
@@ -301,6 +303,7 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):  # type: ignore[misc]
             ],
             total=page.total or 0,
             next_offset=page.next_offset,
+            next_cursor=page.next_cursor,
         )
 
     WatchChanges = streaming(replication_api.watch_changes)
@@ -386,9 +389,10 @@ def build_server(
         ],
     )
     archive_pb2_grpc.add_ArchiveServicer_to_server(ArchiveServicer(archive), server)
-    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(archive), server)
     from dicomvault.archive.api.admin_tiers import TierAdminServicer
+    from dicomvault.archive.api.analytics import AnalyticsServicer
 
+    query_pb2_grpc.add_QueryServicer_to_server(AnalyticsServicer(archive), server)
     admin_pb2_grpc.add_AdminServicer_to_server(TierAdminServicer(archive), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -91,6 +91,11 @@ RPC_RULES: dict[str, RpcRule] = {
         auth.ADMINISTER, au.INSTANCES_ACCESSED, "C"
     ),
     _name(*_ARCHIVE, "WatchChanges"): RpcRule(auth.SEARCH, au.QUERY, "E"),
+    _name(*_QUERY, "ListExtendedAttributes"): RpcRule(auth.SEARCH, au.QUERY, "E"),
+    _name(*_QUERY, "AddExtendedAttribute"): RpcRule(
+        auth.ADMINISTER, au.APPLICATION_ACTIVITY, "U"
+    ),
+    _name(*_QUERY, "ExportParquet"): RpcRule(auth.ADMINISTER, au.QUERY, "E"),
     **{
         _name(*_ADMIN, rpc): RpcRule(auth.ADMINISTER, au.APPLICATION_ACTIVITY, "E")
         for rpc in (

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import duckdb
 
 from dicomvault.archive.index import columns as col
+from dicomvault.archive.index import extended, views
 from dicomvault.archive.manifest import Manifest
 
 SCHEMA = """
@@ -72,6 +74,14 @@ CREATE TABLE IF NOT EXISTS instances (
     stored_at TIMESTAMP,
     calling_application VARCHAR,
     dicom_json JSON
+);
+CREATE TABLE IF NOT EXISTS extended_attributes (
+    tag VARCHAR PRIMARY KEY,
+    keyword VARCHAR,
+    vr VARCHAR,
+    column_name VARCHAR,
+    sql_type VARCHAR,
+    added_at TIMESTAMP
 );
 """
 
@@ -173,6 +183,18 @@ class MetadataIndex:
         self._pending: list[_Pending] = []
         self._errors: dict[int, Exception] = {}
         self._con.execute(SCHEMA)
+        views.install(self._con)
+        self._columns = {
+            table: [
+                str(r[0])
+                for r in self._con.execute(
+                    "SELECT column_name FROM duckdb_columns() "
+                    "WHERE table_name = ? ORDER BY column_index",
+                    [table],
+                ).fetchall()
+            ]
+            for table in _TABLES
+        }
 
     def close(self) -> None:
         with self._write_lock:
@@ -201,7 +223,14 @@ class MetadataIndex:
     ) -> None:
         for table, row in _rows(manifest, tier).items():
             marks = ", ".join("?" for _ in row)
-            cur.execute(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", list(row))
+            names = ", ".join(self._columns[table][: len(row)])
+            cur.execute(
+                f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})", list(row)
+            )
+        # Extended query attributes are columns after the built-in ones.
+        attributes = extended.registered(cur)
+        if attributes:
+            cur.execute(extended.fill_sql(attributes), [manifest.sop_instance_uid])
 
     def apply(self, manifest: Manifest, tier: str, seq: int) -> None:
         """Index one stored instance version and record ``seq`` as applied."""
@@ -292,6 +321,19 @@ class MetadataIndex:
                     "(SELECT study_uid FROM instances)"
                 )
                 self._set_seq(cur, seq)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor inside one write transaction, committed on success."""
+        with self._write_lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
