@@ -335,6 +335,7 @@ class Archive:
             batch_rows=batch_rows or self.settings.get("sql.batch_rows"),
             max_rows=self.settings.get("sql.max_rows"),
             timeout_seconds=self.settings.get("sql.timeout_seconds"),
+            arrow=arrow,
         )
 
     # -- web retrieval (DICOMweb) ------------------------------------------------
