@@ -617,23 +617,10 @@ def check_security(values: Mapping[str, Any]) -> None:
         A key file is missing, TLS is half configured, or the server would
         listen on a non-loopback address without authentication.
     """
-    files = ((),)
-    (
-        Spec(
-            "security.jwt_key_file",
-        ),
-    )
-    (
-        Spec(
-            "security.tls_cert_file",
-        ),
-    )
-    (
-        Spec(
-            "security.tls_key_file",
-        ),
-    )
-    Spec(
+    files = (
+        "security.jwt_key_file",
+        "security.tls_cert_file",
+        "security.tls_key_file",
         "security.tls_client_ca_file",
     )
     for key in files:
@@ -654,11 +641,15 @@ def check_security(values: Mapping[str, Any]) -> None:
             "setting security.tls_client_ca_file needs TLS: also set "
             "security.tls_cert_file and security.tls_key_file"
         )
-    host = values["server.grpc_host"]
-    if values["security.auth"] == "none" and not is_loopback(host):
-        raise ConfigError(
-            f"refusing to serve on {host}, which is not a loopback address, "
-            "without authentication (security.auth is 'none'): anyone who can "
-            "reach the port could read every instance; set security.auth = 'jwt' "
-            "and security.jwt_key_file, or bind to 127.0.0.1"
-        )
+    for host in (values["server.grpc_host"], values.get("http.host", "127.0.0.1")):
+        if values["security.auth"] == "none" and not is_loopback(host):
+            _refuse_open(host)
+
+
+def _refuse_open(host: str) -> None:
+    raise ConfigError(
+        f"refusing to serve on {host}, which is not a loopback address, "
+        "without authentication (security.auth is 'none'): anyone who can "
+        "reach the port could read every instance; set security.auth = 'jwt' "
+        "and security.jwt_key_file, or bind to 127.0.0.1"
+    )

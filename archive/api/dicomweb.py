@@ -38,7 +38,9 @@ from starlette.routing import Mount, Route
 from dicomvault.archive import logkeys as lk
 from dicomvault.archive import transcode
 from dicomvault.archive.api import multipart as mp
+from dicomvault.archive.api.dicomweb_auth import BearerAuthMiddleware
 from dicomvault.archive.api.status import http_status
+from dicomvault.archive.auth import Authenticator
 from dicomvault.archive.errors import (
     ConflictError,
     DicomVaultError,
@@ -579,6 +581,7 @@ def build_app(
     base_path: str = "/dicomweb",
     cors_origins: str = "",
     max_request_bytes: int = 4 << 30,
+    authenticator: Authenticator | None = None,
 ) -> Starlette:
     """The DICOMweb ASGI application over ``archive``.
 
@@ -590,10 +593,14 @@ def build_app(
         Where the routes are mounted (``/dicomweb``).
     cors_origins
         Comma-separated origins allowed to call from a browser; ``*`` for any.
+    authenticator
+        Checks bearer tokens on every route; None runs open (loopback only).
     max_request_bytes
         Largest STOW-RS body; larger ones are answered 413.
     """
     origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
+    # The first middleware is the outermost: CORS wraps the token check so a
+    # browser also reads the CORS headers of a 401 or 403.
     middleware = []
     if origins:
         middleware.append(
@@ -604,6 +611,7 @@ def build_app(
                 allow_headers=["*"],
             )
         )
+    middleware.append(Middleware(BearerAuthMiddleware, authenticator=authenticator))
     app = Starlette(
         routes=[Mount(base_path.rstrip("/"), routes=_routes())],
         middleware=middleware,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from dicomvault.archive.api.dicomweb import build_app
+from dicomvault.archive.auth import Authenticator
 
 if TYPE_CHECKING:
     from dicomvault.archive.config import Settings
@@ -32,6 +33,7 @@ class HttpServer:
             settings.get("http.base_path"),
             settings.get("http.cors_origins"),
             settings.get("http.max_request_bytes"),
+            Authenticator.from_settings(settings),
         )
         self.host = settings.get("http.host")
         config = uvicorn.Config(

@@ -11,6 +11,9 @@ from dicomvault.archive.config import ConfigError, load_settings
 
 def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     path = tmp_path / "dicomvault.toml"
+    # One primary tier (hot) unless the text names its own.
+    if "[tiers." not in text:
+        text = '[tiers.hot]\nurl = "hot"\n' + text
     path.write_text(text)
     return load_settings(path, environ=environ or {})
 
