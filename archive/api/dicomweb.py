@@ -58,10 +58,6 @@ logger = logging.getLogger(__name__)
 
 DICOM_JSON = "application/dicom+json"
 QIDO_RESERVED = ("limit", "offset", "includefield", "fuzzymatching")
-FUZZY_WARNING = (
-    '299 dicomvault: "The fuzzymatching parameter is not supported. '
-    'Only literal matching has been performed."'
-)
 # PS3.18 Table 8.7.3-5 and 8.7.4-1: the media type of a stored frame.
 FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.50": "image/jpeg",
@@ -89,7 +85,6 @@ STOW_FAILURE_REASONS: tuple[tuple[type[DicomVaultError], int], ...] = (
     (InvalidInputError, FAILURE_NOT_DICOM),
     (UnsupportedMediaTypeError, FAILURE_NOT_DICOM),
 )
-
 
 # -- errors ----------------------------------------------------------------------
 
@@ -363,7 +358,9 @@ def qido(request: Request, level: str) -> Response:
     include: list[str] = []
     for name, value in request.query_params.multi_items():
         if name == "includefield":
-            include += [_keyword(v) for v in value.split(",") if v and v != "all"]
+            include += [
+                v if v == "all" else _keyword(v) for v in value.split(",") if v
+            ]
         elif name not in QIDO_RESERVED:
             match[_keyword(name)] = value
     if "study" in request.path_params:
@@ -382,9 +379,9 @@ def qido(request: Request, level: str) -> Response:
         include,
         limit=_int_param(request, "limit", 100),
         offset=_int_param(request, "offset", 0),
+        fuzzy=fuzzy == "true",
     )
-    headers = {"Warning": FUZZY_WARNING} if fuzzy == "true" else {}
-    return Response(json.dumps(page.results), media_type=DICOM_JSON, headers=headers)
+    return Response(json.dumps(page.results), media_type=DICOM_JSON)
 
 
 # -- WADO-RS -------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -435,7 +437,7 @@ class TestQido:
     def test_includefield_and_fuzzymatching(
         self, web: dict[str, Any], corpus: Path
     ) -> None:
-        """includefield adds attributes; fuzzymatching is answered with a warning."""
+        """includefield adds attributes; fuzzymatching finds a misspelt name."""
         path = corpus / "mr_brain_siemens_trio_implicit_le.dcm"
         _study, _series, sop = _uids(path)
         reply = requests.get(
@@ -451,7 +453,19 @@ class TestQido:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         assert float(item["00180050"]["Value"][0]) == float(ds.SliceThickness)
         assert float(item["00180087"]["Value"][0]) == float(ds.MagneticFieldStrength)
-        assert "fuzzymatching parameter is not supported" in reply.headers["warning"]
+        assert "warning" not in reply.headers
+        name = str(ds.PatientName)
+        misspelt = name[:-1] + ("X" if name[-1] != "X" else "Y")
+        fuzzy = requests.get(
+            web["url"] + "/studies",
+            params={"PatientName": misspelt, "fuzzymatching": "true"},
+            timeout=60,
+        ).json()
+        literal = requests.get(
+            web["url"] + "/studies", params={"PatientName": misspelt}, timeout=60
+        ).json()
+        assert literal == []
+        assert ds.StudyInstanceUID in [r["0020000D"]["Value"][0] for r in fuzzy]
 
 
 class TestErrors:
@@ -523,18 +537,57 @@ class TestErrors:
         assert reply.text.startswith(f"cannot transcode instance {sop} from ")
         assert reply.text.endswith("; ask for transfer-syntax=* instead\n")
 
-    def test_delete_answers_501_until_the_archive_offers_deletion(
-        self, web: dict[str, Any]
+    def test_delete_marks_deleted_and_a_legal_hold_refuses_with_409(
+        self, tmp_path: Path, corpus: Path
     ) -> None:
-        """DELETE names what is missing and deletes nothing."""
-        study_uid = _study_series(next(iter(web["urls"].values())))[0]
-        reply = requests.delete(f"{web['url']}/studies/{study_uid}", timeout=30)
-        assert reply.status_code == 501
-        assert reply.text == (
-            "DELETE is not available: this archive has no deletion path yet; "
-            "nothing was deleted\n"
-        )
-        assert self._get(web, f"/studies/{study_uid}/metadata").status_code == 200
+        """DELETE hides a study at once; under a legal hold it is 409 and nothing
+        changes."""
+        series = sorted((corpus / "series_mr_brain_ge_t1_mprage").glob("*.dcm"))
+        held = corpus / "ct_wg04_ct1_explicit_le.dcm"
+        with ServerProcess(tmp_path / "data") as server:
+            assert _stow(server.http_url + "/studies", [*series[:3], held]).ok
+            study_uid = _uids(series[0])[0]
+            held_study = _uids(held)[0]
+            url = server.http_url
+
+            reply = requests.delete(f"{url}/studies/{study_uid}", timeout=30)
+            assert reply.status_code == 204
+            assert (
+                requests.get(
+                    f"{url}/studies/{study_uid}/metadata", timeout=30
+                ).status_code
+                == 404
+            )
+            found = requests.get(
+                f"{url}/studies", params={"StudyInstanceUID": study_uid}, timeout=30
+            )
+            assert found.json() == []
+
+            exe = Path(sys.executable).parent / "dicomvault"
+            subprocess.run(
+                [
+                    str(exe),
+                    "hold",
+                    "add",
+                    "--study",
+                    held_study,
+                    "--reason",
+                    "court",
+                    "--server",
+                    server.address,
+                ],
+                check=True,
+                capture_output=True,
+            )
+            refused = requests.delete(f"{url}/studies/{held_study}", timeout=30)
+            assert refused.status_code == 409
+            assert "is under legal hold" in refused.text
+            assert (
+                requests.get(
+                    f"{url}/studies/{held_study}/metadata", timeout=30
+                ).status_code
+                == 200
+            )
 
 
 class TestLimits:
