@@ -402,3 +402,47 @@ class TestScheduledScrub:
             time.sleep(0.2)
             assert local_objects(primary) == before
             assert "event=object.repaired" in server.log_path.read_text()
+
+
+class TestDeletesReplicate:
+    def test_deleted_and_purged_study_leaves_every_replica_and_stays_gone(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        """A DICOMweb DELETE, then a purge, clears the study from the region."""
+        import pydicom
+        import requests
+
+        primary, east, config = one_local_region(tmp_path)
+        series = sorted((corpus / "series_mr_brain_ge_t1_mprage").glob("*.dcm"))[:3]
+        other = corpus / "ct_wg04_ct1_explicit_le.dcm"
+        env = {**FAST, "DICOMVAULT_RETENTION__GRACE_DAYS": "0"}
+        with ServerProcess(tmp_path / "data", config=config, env=env) as server:
+            client = server.client()
+            try:
+                client.store([*series, other])
+            finally:
+                client.close()
+            wait_caught_up(server)
+            study = str(
+                pydicom.dcmread(series[0], stop_before_pixels=True).StudyInstanceUID
+            )
+            assert any(study in key for key in local_objects(east))
+
+            reply = requests.delete(f"{server.http_url}/studies/{study}", timeout=30)
+            assert reply.status_code == 204
+            wait_caught_up(server)
+            # Marked only: the primary keeps the objects until the purge, so
+            # a restore can bring them back; the replicas drop them at once.
+            assert not any(study in key for key in local_objects(east))
+            assert any(study in key for key in local_objects(primary))
+
+            exe = Path(sys.executable).parent / "dicomvault"
+            subprocess.run(
+                [str(exe), "retention", "purge", "--server", server.address],
+                check=True,
+                capture_output=True,
+            )
+            wait_caught_up(server)
+            assert not any(study in key for key in local_objects(east))
+            assert local_objects(east) == local_objects(primary)
+            assert manifests(local_objects(east))
