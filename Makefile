@@ -25,6 +25,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# Not part of `make test` or CI: generates ~1.5 GB of data on first use (cached),
+# runs dicomvault and Orthanc side by side in a private network namespace (root).
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m dicomvault.tools.bench $(BENCH_ARGS)
+
 proto: $(VENV)/.installed-test
 	$(BIN)/python -m dicomvault.tools.gen_proto
 
