@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,12 @@ class DicomwebClient:
 
     def search(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         """QIDO-RS: the matches as DICOM JSON (an empty answer is no match)."""
+        # "*" is a legal query character (RFC 3986 sub-delims) and is sent as
+        # is: Orthanc 1.10's DICOMweb plugin matches nothing for "%2A".
+        query = urlencode(params, safe="*")
         reply = self.session.get(
-            self.base_url + path,
+            self.base_url + path + (f"?{query}" if query else ""),
             headers={"Accept": "application/dicom+json"},
-            params=params,
             timeout=self.timeout,
         )
         if reply.status_code == 204:
