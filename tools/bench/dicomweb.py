@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
