@@ -22,6 +22,11 @@ class DicomwebError(Exception):
     """A DICOMweb request failed or answered something malformed."""
 
 
+def _short(text: str) -> str:
+    """An error body on one line, cut to 200 characters."""
+    return " ".join(text.split())[:200]
+
+
 def split_multipart(content_type: str, body: bytes) -> list[bytes]:
     """The bodies of the parts of a ``multipart/related`` answer (RFC 2046)."""
     boundary = ""
@@ -81,7 +86,7 @@ class DicomwebClient:
         if reply.status_code != 200:
             raise DicomwebError(
                 f"GET {path} answered HTTP {reply.status_code}, expected 200: "
-                f"{reply.text[:200]}"
+                f"{_short(reply.text)}"
             )
         return reply
 
@@ -119,7 +124,7 @@ class DicomwebClient:
         if reply.status_code != 200:
             raise DicomwebError(
                 f"STOW-RS of {len(paths)} instance(s) answered HTTP "
-                f"{reply.status_code}, expected 200: {reply.text[:300]}"
+                f"{reply.status_code}, expected 200: {_short(reply.text)}"
             )
         answer = reply.json() if reply.content else {}
         refused = answer.get("00081198", {}).get("Value", [])
