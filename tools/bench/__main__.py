@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dicomvault.tools.bench import peers
-from dicomvault.tools.bench.generator import Sizes, generate
+from dicomvault.tools.bench.generator import BenchData, Sizes, generate
 from dicomvault.tools.bench.grpc_bench import run_grpc_suite
 from dicomvault.tools.bench.measure import Plan, run_dicomweb_suite
 from dicomvault.tools.bench.report import (
@@ -66,13 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_peer(
     results: Results,
-    peer: peers.Peer,
-    data_args: tuple,
-    plan: Plan,  # type: ignore[type-arg]
+    peer: peers.OrthancPeer | peers.DicomvaultPeer,
+    data: BenchData,
+    corpus: list[Path],
+    plan: Plan,
 ) -> None:
     """Start one peer, run the DICOMweb suite on it, stop it, record its usage."""
     try:
-        peer.start()  # type: ignore[attr-defined]
+        peer.start()
     except peers.PeerUnavailable as err:
         results.note(str(err))
         return
@@ -83,7 +84,7 @@ def run_peer(
                 "rows are skipped"
             )
             return
-        run_dicomweb_suite(results, peer, *data_args, plan)
+        run_dicomweb_suite(results, peer, data, corpus, plan)
     finally:
         usage = peer.stop()
     if peer.dicomweb_url is not None:
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.peers.split(","))
     if not args.no_netns and not peers.in_private_netns():
         if os.geteuid() == 0 and shutil.which("unshare"):
-            return peers.reexec_in_netns(argv)
+            return int(peers.reexec_in_netns(argv))
         print(
             "not root or no unshare: staying in this namespace; Orthanc is skipped",
             file=sys.stderr,
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if name in wanted:
                 folder = workdir / name
                 folder.mkdir()
-                run_peer(results, cls(folder), (data, corpus), plan)
+                run_peer(results, cls(folder), data, corpus, plan)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     out = Path(args.out)

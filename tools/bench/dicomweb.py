@@ -39,7 +39,7 @@ def split_multipart(content_type: str, body: bytes) -> list[bytes]:
             f"answer is not multipart: Content-Type {content_type!r} has no boundary"
         )
     delimiter = b"--" + boundary.encode()
-    parts = []
+    parts: list[bytes] = []
     position = body.find(delimiter)
     if position < 0:
         raise DicomwebError(f"multipart answer has no boundary {boundary!r}")

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
 )
@@ -113,14 +114,15 @@ def phantom(rng: np.random.Generator, slice_index: int, count: int) -> np.ndarra
     heart = ((x + 0.08) / (0.2 * (1 - z) + 0.05)) ** 2 + ((y + 0.05) / 0.18) ** 2
     img[heart < 1.0] = 1120.0
     img += rng.normal(0.0, 18.0, img.shape)
-    return np.clip(img, 0, 4095).astype("<u2")
+    slice_pixels: np.ndarray = np.clip(img, 0, 4095).astype("<u2")
+    return slice_pixels
 
 
 def _file_meta(sop_class: str, sop_uid: str, transfer_syntax: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = transfer_syntax
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return meta
 
@@ -234,12 +236,12 @@ def write_multiframe(
                 offsets.append((fh.tell(), FRAME_BYTES))
                 fh.write(frame.tobytes())
         else:
-            import openjpeg
+            from openjpeg.utils import encode_array
 
             fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF))
             fh.write(struct.pack("<HHI", 0xFFFE, 0xE000, 0))
             for frame in _mr_frames(seed, frames):
-                code = bytes(openjpeg.encode(frame, bits_stored=16, use_mct=False))
+                code = bytes(encode_array(frame, bits_stored=16, use_mct=False))
                 if len(code) % 2:
                     code += b"\x00"
                 fh.write(struct.pack("<HHI", 0xFFFE, 0xE000, len(code)))

@@ -50,10 +50,6 @@ def measure_store(
     results.put("dicomvault", f"{key}.mb_per_s", size / elapsed / 1e6)
 
 
-def _expected_decoded(reference: MultiFrame, number: int) -> bytes:
-    return reference.frame_bytes(number)
-
-
 def measure_get_frames(
     results: Results, client: Client, item: MultiFrame, reference: MultiFrame
 ) -> None:

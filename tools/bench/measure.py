@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +75,10 @@ def stow_corpus(
     results.put(peer, "stow.corpus.refused_files", refused)
 
 
-def timed(call: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+def timed(call: Callable[[], list[Any]], repeats: int) -> tuple[list[float], list[Any]]:
     """Seconds of each of ``repeats`` calls, and the last answer."""
-    seconds, answer = [], None
+    seconds: list[float] = []
+    answer: list[Any] = []
     for _ in range(repeats):
         start = time.perf_counter()
         answer = call()
@@ -99,9 +101,7 @@ def qido(
     for name, path, params, at_least in searches:
         key = f"qido.{name}"
         try:
-            seconds, answer = timed(
-                lambda p=path, q=params: client.search(p, q), plan.repeats
-            )
+            seconds, answer = timed(partial(client.search, path, params), plan.repeats)
         except EXPECTED_ERRORS as err:
             results.fail(peer, key, str(err))
             continue
@@ -158,11 +158,11 @@ def _frame_matches(
 ) -> bool:
     if syntax != AS_STORED:
         expected = np.frombuffer(reference.frame_bytes(number), "<u2")
-        return len(data) == expected.nbytes and np.array_equal(
-            np.frombuffer(data, "<u2"), expected
+        return len(data) == expected.nbytes and bool(
+            np.array_equal(np.frombuffer(data, "<u2"), expected)
         )
     stored = item.frame_bytes(number)
-    return data == stored or (stored.endswith(b"\x00") and data == stored[:-1])
+    return bool(data == stored or (stored.endswith(b"\x00") and data == stored[:-1]))
 
 
 def whole_instance(
@@ -199,7 +199,7 @@ def metadata(
     for name, path, expected in paths:
         key = f"metadata.{name}"
         try:
-            seconds, answer = timed(lambda p=path: client.metadata(p), plan.repeats)
+            seconds, answer = timed(partial(client.metadata, path), plan.repeats)
         except EXPECTED_ERRORS as err:
             results.fail(peer, key, str(err))
             continue

@@ -62,7 +62,7 @@ def reexec_in_netns(argv: list[str]) -> int:
         "dicomvault.tools.bench",
         *argv,
     ]
-    return subprocess.call(command)
+    return int(subprocess.call(command))
 
 
 @dataclass(slots=True)

@@ -144,7 +144,7 @@ def write_chart(path: Path, rows: list[Row], title: str) -> bool:
     height = max(3.0, 0.28 * len(rated) + 1.2)
     fig, ax = plt.subplots(figsize=(10, height))
     labels = [f"{r.figure} (vs {r.peer})" for r in rated]
-    values = [r.ratio for r in rated]
+    values = [r.ratio for r in rated if r.ratio is not None]
     colours = ["tab:green" if v >= 1 else "tab:red" for v in values]
     ax.barh(range(len(rated)), values, color=colours)
     ax.set_yticks(range(len(rated)), labels, fontsize=7)
