@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from dicomvault.tools.bench.dicomweb import DicomwebClient
+
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 ORTHANC_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 ORTHANC_INSTALL_HINT = (
@@ -304,8 +306,9 @@ class DicomvaultPeer(Peer):
                         break
                 except grpc.RpcError:
                     time.sleep(0.1)
-        if http_port and self._wait_http(f"http://127.0.0.1:{http_port}/", 10):
-            self.dicomweb_url = f"http://127.0.0.1:{http_port}/dicomweb"
+        url = f"http://127.0.0.1:{http_port}/dicomweb"
+        if http_port and self._wait_http(url, 10) and DicomwebClient(url).available():
+            self.dicomweb_url = url
         self.monitor = ResourceMonitor(self.proc.pid)
         return self
 
