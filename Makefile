@@ -27,6 +27,11 @@ test: $(VENV)/.installed-test
 
 bench-index: $(VENV)/.installed
 	$(BIN)/python -m dicomvault.tools.bench_index
+# Not part of `make test` or CI: generates ~1.5 GB of data on first use (cached),
+# runs dicomvault and Orthanc side by side in a private network namespace (root).
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m dicomvault.tools.bench $(BENCH_ARGS)
 
 proto: $(VENV)/.installed-test
 	$(BIN)/python -m dicomvault.tools.gen_proto
