@@ -181,6 +181,9 @@ class MetadataIndex:
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._pending: list[_Pending] = []
+        # (table, key) rows known to be committed; see _insert.
+        self._known: set[tuple[str, str]] = set()
+        self._fresh: list[tuple[str, str]] = []
         self._errors: dict[int, Exception] = {}
         self._con.execute(SCHEMA)
         views.install(self._con)
@@ -224,9 +227,25 @@ class MetadataIndex:
         for table, row in _rows(manifest, tier).items():
             marks = ", ".join("?" for _ in row)
             names = ", ".join(self._columns[table][: len(row)])
+            if table == "instances":
+                # A new version of a stored UID replaces its row.
+                cur.execute(
+                    f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})",
+                    list(row),
+                )
+                continue
+            # Patients, studies and series keep the values of their first
+            # instance. Keys known to be present skip the statement: a DuckDB
+            # upsert costs milliseconds, and most instances join a known series.
+            key = (table, str(row[0]))
+            if key in self._known:
+                continue
             cur.execute(
-                f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})", list(row)
+                f"INSERT INTO {table} ({names}) VALUES ({marks}) "
+                "ON CONFLICT DO NOTHING",
+                list(row),
             )
+            self._fresh.append(key)
         # Extended query attributes are columns after the built-in ones.
         attributes = extended.registered(cur)
         if attributes:
@@ -262,6 +281,13 @@ class MetadataIndex:
         if error is not None:
             raise error
 
+    def _remember(self, committed: bool) -> None:
+        if committed:
+            if len(self._known) > 1_000_000:
+                self._known.clear()
+            self._known.update(self._fresh)
+        self._fresh.clear()
+
     def _commit(self, batch: list[_Pending]) -> None:
         cur = self._con.cursor()
         try:
@@ -271,7 +297,9 @@ class MetadataIndex:
                     self._insert(cur, pending.manifest, pending.tier)
                 self._set_seq(cur, batch[-1].seq)
                 cur.execute("COMMIT")
+                self._remember(True)
             except BaseException:
+                self._remember(False)
                 cur.execute("ROLLBACK")
                 raise
         except Exception as err:  # noqa: BLE001 - handed to every waiting caller
@@ -283,6 +311,7 @@ class MetadataIndex:
         with self._write_lock:
             cur = self._con.cursor()
             cur.execute("BEGIN TRANSACTION")
+            self._known.clear()
             try:
                 for table in _TABLES:
                     cur.execute(f"DELETE FROM {table}")
@@ -290,7 +319,9 @@ class MetadataIndex:
                     self._insert(cur, manifest, tier)
                 self._set_seq(cur, seq)
                 cur.execute("COMMIT")
+                self._remember(True)
             except BaseException:
+                self._remember(False)
                 cur.execute("ROLLBACK")
                 raise
 
@@ -322,6 +353,8 @@ class MetadataIndex:
                 )
                 self._set_seq(cur, seq)
                 cur.execute("COMMIT")
+                # Emptied series and studies are gone: forget known keys.
+                self._known.clear()
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise

@@ -98,7 +98,7 @@ class TestDeidCommand:
                 deid_pb2.DeidentifyStudyRequest(study_uid="1.2.3", to="nowhere")
             )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "is neither a configured tier (hot) nor a URL" in (
+        assert "is neither a configured tier (hot, warm, cold) nor a URL" in (
             caught.value.details()
         )
         with pytest.raises(grpc.RpcError) as caught:
