@@ -460,3 +460,29 @@ class TestDeletesReplicate:
             assert not any(study in key for key in local_objects(east))
             assert local_objects(east) == local_objects(primary)
             assert manifests(local_objects(east))
+
+        # A drill from the region alone restores the archive without the
+        # deleted study, with every instance verified.
+        drilled = subprocess.run(
+            [
+                str(exe),
+                "dr",
+                "drill",
+                "--config",
+                str(config),
+                "--region",
+                "east",
+                "--target",
+                str(tmp_path / "restored"),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert drilled.returncode == 0, drilled.stderr
+        report = json.loads(drilled.stdout)
+        assert report["mismatches"] == 0
+        assert report["instances"] == 1
+        restored = {p.as_posix() for p in (tmp_path / "restored").rglob("*")}
+        assert not any(study in path for path in restored)
