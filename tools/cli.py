@@ -94,10 +94,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         started.set()
         if args.ingest_samples:
             threading.Thread(
-                target=_ingest_samples, args=(address, settings.data_dir), daemon=True
+                target=_ingest_samples,
+                args=(address, settings.data_dir, _web_url(settings)),
+                daemon=True,
             ).start()
         else:
-            _announce(address, settings.data_dir)
+            _announce(address, settings.data_dir, _web_url(settings))
 
     try:
         run_server(settings, on_ready=ready)
@@ -114,17 +116,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(address: str, data_dir: Path) -> None:
+def _web_url(settings: Any) -> str:
+    port = settings.get("http.port")
+    if not port:
+        return "a free port (see the server.started log line)"
+    base = settings.get("http.base_path").rstrip("/")
+    return f"http://{settings.get('http.host')}:{port}{base}"
+
+
+def _announce(address: str, data_dir: Path, web: str) -> None:
     exe = Path(sys.argv[0]).name if sys.argv else "dicomvault"
     print(
-        f"\ndicomvault is serving gRPC on {address} (data folder: {data_dir})\n"
+        f"\ndicomvault is serving gRPC on {address} and DICOMweb on {web}\n"
+        f"  data:  {data_dir}\n"
         f"  try:   {exe} ls --server {address}\n"
+        f"         curl {web}/studies\n"
         f"  stop:  Ctrl-C here, or kill {os.getpid()}\n",
         flush=True,
     )
 
 
-def _ingest_samples(address: str, data_dir: Path) -> None:
+def _ingest_samples(address: str, data_dir: Path, web: str) -> None:
     from dicomvault.tools.client import OUTCOME_NAMES, Client
     from dicomvault.tools.samples import pydicom_test_files
 
@@ -143,7 +155,7 @@ def _ingest_samples(address: str, data_dir: Path) -> None:
         f"\ningested {len(files)} sample files bundled with pydicom: {summary}",
         flush=True,
     )
-    _announce(address, data_dir)
+    _announce(address, data_dir, web)
 
 
 # -- clients ------------------------------------------------------------------
