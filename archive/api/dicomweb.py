@@ -358,9 +358,7 @@ def qido(request: Request, level: str) -> Response:
     include: list[str] = []
     for name, value in request.query_params.multi_items():
         if name == "includefield":
-            include += [
-                v if v == "all" else _keyword(v) for v in value.split(",") if v
-            ]
+            include += [v if v == "all" else _keyword(v) for v in value.split(",") if v]
         elif name not in QIDO_RESERVED:
             match[_keyword(name)] = value
     if "study" in request.path_params:
@@ -608,7 +606,13 @@ def build_app(
                 allow_headers=["*"],
             )
         )
-    middleware.append(Middleware(BearerAuthMiddleware, authenticator=authenticator))
+    middleware.append(
+        Middleware(
+            BearerAuthMiddleware,
+            authenticator=authenticator,
+            audit_log=archive.audit_log(),
+        )
+    )
     app = Starlette(
         routes=[Mount(base_path.rstrip("/"), routes=_routes())],
         middleware=middleware,

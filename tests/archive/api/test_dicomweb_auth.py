@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
 from dicomvault.archive import auth
 from dicomvault.archive.api.dicomweb_auth import route_action
+from dicomvault.tools.client import Client
+from dicomvault.tools.client_security import Security
 from tests.security import make_token
 from tests.server import ServerProcess
 
@@ -69,3 +73,50 @@ class TestDicomwebAuth:
     def test_each_route_needs_its_action(self, method, path, action) -> None:
         """The route table maps searches, reads, stores and deletes."""
         assert route_action(method, path) == action
+
+
+class TestDicomwebAudit:
+    def test_requests_and_refusals_are_audited_without_patient_data(
+        self, jwt_server
+    ) -> None:
+        """A QIDO search, a refused store and a bad token each leave an audit row."""
+        reader = make_token(["reader"], subject="dw-reader")
+        name_query = {"PatientName": "Doe^Jane*"}
+        requests.get(
+            f"{jwt_server.http_url}/studies",
+            params=name_query,
+            headers={"Authorization": f"Bearer {reader}"},
+            timeout=30,
+        )
+        headers = {
+            "Authorization": f"Bearer {reader}",
+            "Content-Type": "multipart/related; type=application/dicom; boundary=x",
+        }
+        requests.post(
+            f"{jwt_server.http_url}/studies", data=b"--x--", headers=headers, timeout=30
+        )
+        _get(jwt_server, "/studies/1.2.3/metadata", "forged.token.value")
+
+        auditor = Client(
+            jwt_server.address, Security(token=make_token(["auditor"], subject="aud"))
+        )
+        deadline = time.monotonic() + 10
+        rows: list[list[object]] = []
+        while time.monotonic() < deadline:
+            _cols, rows = auditor.sql(
+                "SELECT request, user_id, event_id_code, event_action_code, "
+                "event_outcome_indicator, study_uid, participant_object_query_sha256 "
+                "FROM audit_events WHERE request LIKE 'DICOMweb%' "
+                "ORDER BY event_date_time"
+            )
+            if len(rows) >= 3:
+                break
+            time.sleep(0.3)
+        by_user = {(r[1], r[0]): r for r in rows}
+        search = by_user[("dw-reader", "DICOMweb GET")]
+        assert search[2:5] == ["110112", "E", 0] and search[6]
+        refused = by_user[("dw-reader", "DICOMweb POST")]
+        assert refused[2:5] == ["110104", "C", 4]
+        failed_login = by_user[("unknown", "DICOMweb GET")]
+        assert failed_login[2] == "110114" and failed_login[5] == "1.2.3"
+        assert "Doe" not in repr(rows)
