@@ -50,6 +50,7 @@ from dicomvault.archive.errors import (
     UnsupportedError,
     UnsupportedMediaTypeError,
 )
+from dicomvault.archive.search import MAX_LIMIT
 
 if TYPE_CHECKING:
     from dicomvault.archive.service import Archive, Upload
@@ -371,15 +372,24 @@ def qido(request: Request, level: str) -> Response:
             f"query parameter fuzzymatching={fuzzy!r} must be true or false"
         )
 
+    # Without a limit every match is returned, up to the largest page the
+    # archive serves; past that a Warning says more can be asked for with
+    # offset (PS3.18 8.3.4.4).
     page = _archive(request).search(
         level,
         match,
         include,
-        limit=_int_param(request, "limit", 100),
+        limit=_int_param(request, "limit", MAX_LIMIT),
         offset=_int_param(request, "offset", 0),
         fuzzy=fuzzy == "true",
     )
-    return Response(json.dumps(page.results), media_type=DICOM_JSON)
+    headers = {}
+    if "limit" not in request.query_params and page.next_offset:
+        headers["Warning"] = (
+            '299 dicomvault: "The number of results exceeded the maximum '
+            'supported by the server. Additional results can be requested."'
+        )
+    return Response(json.dumps(page.results), media_type=DICOM_JSON, headers=headers)
 
 
 # -- WADO-RS -------------------------------------------------------------------------

@@ -423,6 +423,16 @@ class TestQido:
             found = {item[tag]["Value"][0] for item in reply.json()}
             assert found == expected, f"{path} {params}"
 
+    def test_without_limit_every_match_is_returned(self, web: dict[str, Any]) -> None:
+        """QIDO with no limit returns all stored instances, not a first page."""
+        reply = requests.get(web["url"] + "/instances", timeout=60)
+        assert reply.status_code == 200
+        paged = requests.get(
+            web["url"] + "/instances", params={"limit": "5000"}, timeout=60
+        ).json()
+        assert len(reply.json()) == len(paged) >= len(web["stored"]) > 100
+        assert "warning" not in reply.headers
+
     def test_limit_and_offset_page_through_every_study(
         self, web: dict[str, Any]
     ) -> None:
